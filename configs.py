@@ -1,0 +1,237 @@
+"""Named training configurations.
+
+Every config is a plain dict in the released layout::
+
+    global        image size, per-GPU batch size, latent distribution
+    optimizer     learning rates, Adam betas, gradient clipping
+    process       batch split and loss weights
+    generator     {'class', 'kwargs', 'representation': {...}, 'renderer': {...}}
+    discriminator {'class', 'kwargs'}
+    dataset       {'class', 'kwargs'}
+    camera        field of view and ray range used for rendering
+
+The released names stay reachable as module attributes (``configs.FFHQ_default``), but code
+should call :func:`get_config`, which returns a deep copy: a config is never changed in place.
+Each config is a small override of ``_BASE`` (the FFHQ setting), applied with :func:`_merge`.
+"""
+import ast
+import copy
+import math
+
+# --------------------------------------------------------------------------------------------
+# Base: the released FFHQ_default. Every knob is commented once here.
+# --------------------------------------------------------------------------------------------
+_BASE = {
+    'global': {
+        'img_size': 256,          # training resolution (generator output and D input)
+        'batch_size': 4,          # images per GPU per iteration (before batch_split)
+        'z_dist': 'gaussian',     # latent prior: z ~ N(0, I)
+    },
+    'optimizer': {
+        'gen_lr': 2e-5,           # Adam lr of the generator
+        'disc_lr': 2e-4,          # Adam lr of the discriminator
+        'betas': (0.0, 0.9),      # Adam betas (released: (0, 0.9); torch rejects the int 0)
+        'grad_clip': 1.0,         # max gradient norm for G and D (0.3 if omitted)
+        # optional: 'sampling_network_lr' -> own Adam group for the manifold predictor
+        # optional: 'mapping_network_lr'  -> own Adam group for the FiLM mapping network
+    },
+    'process': {
+        'batch_split': 4,         # the per-GPU batch is processed in this many chunks
+        'real_pos_lambda': 15.0,  # weight of the pose loss on real images (0 disables it)
+        'r1_lambda': 1.0,         # weight of the R1 gradient penalty on real images
+        'pos_lambda': 15.0,       # weight of the pose loss on generated images
+        'r1_interval': 1,         # apply R1 every this many steps (released: every step)
+    },
+    'generator': {
+        'class': 'GramGenerator',
+        'kwargs': {
+            'z_dim': 256,             # latent size
+            'img_size': 256,          # default render size
+            'h_stddev': 0.3,          # yaw spread of the training pose distribution
+            'v_stddev': 0.155,        # pitch spread
+            'h_mean': math.pi * 0.5,  # mean yaw (frontal)
+            'v_mean': math.pi * 0.5,  # mean pitch (horizontal)
+            'sample_dist': 'gaussian',  # gaussian | normal | uniform | spherical_uniform | fixed
+        },
+        'representation': {
+            'class': 'gram',
+            'kwargs': {
+                'hidden_dim': 256,                 # SIREN width H
+                'normalize': 0.24,                 # radiance-network input scale p * 2 / normalize
+                'sigma_clamp_mode': 'softplus',    # softplus | relu
+                'rgb_clamp_mode': 'widen_sigmoid',  # widen_sigmoid | sigmoid
+                'hidden_dim_sample': 128,          # manifold-predictor width Hs
+                'layer_num_sample': 3,             # manifold-predictor hidden layers
+                'center': (0, 0, -1.5),            # predictor input offset (after scaling)
+                'init_radius': 0,                  # predictor output bias = -init_radius
+            },
+        },
+        'renderer': {
+            'class': 'manifold_renderer',
+            'kwargs': {
+                'num_samples': 64,        # S: samples along each ray for the level search
+                'num_manifolds': 24,      # L: surfaces per ray (including the background)
+                'levels_start': 23,       # first (outermost) level value
+                'levels_end': 8,          # last (innermost) level value
+                'delta_alpha': 0.04,      # constant interval length for alpha compositing
+                'last_back': False,       # give the leftover weight to the last slot
+                'white_back': False,      # composite on white
+                'background': True,       # add the background plane z = -0.12
+            },
+        },
+    },
+    'discriminator': {
+        'class': 'GramDiscriminator',
+        'kwargs': {
+            'img_size': 256,          # input resolution (power of 2)
+        },
+    },
+    'dataset': {
+        'class': 'FFHQ',
+        'kwargs': {
+            'img_size': 256,          # images are resized to this
+            'real_pos': True,         # return the camera pose of each real image
+            'dataset_path': 'data/ffhq',  # preprocessed folder (preprocess_dataset.py output)
+        },
+    },
+    'camera': {
+        'fov': 12,                # vertical field of view, degrees
+        'ray_start': 0.88,        # nearest sample depth
+        'ray_end': 1.12,          # farthest sample depth
+    },
+}
+
+
+def _merge(base, override):
+    """Return a deep copy of `base` with the nested dict `override` applied on top."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# The three released configs (values: SPEC "Configs" table).
+# --------------------------------------------------------------------------------------------
+FFHQ_default = _merge(_BASE, {})
+
+CATS_default = _merge(_BASE, {
+    'global': {'batch_size': 2},
+    'process': {'batch_split': 2, 'real_pos_lambda': 30.0},
+    'generator': {'representation': {'kwargs': {'hidden_dim_sample': 64}}},
+    'dataset': {'class': 'CATS', 'kwargs': {'dataset_path': 'data/cats'}},
+})
+
+CARLA_default = _merge(_BASE, {
+    'global': {'img_size': 128},
+    'optimizer': {'grad_clip': 0.3, 'sampling_network_lr': 2e-6},
+    'generator': {
+        'kwargs': {
+            'img_size': 128,
+            'h_stddev': math.pi,
+            'v_stddev': math.pi * (42.5 / 180),
+            'h_mean': math.pi * 0.5,
+            'v_mean': math.pi * (42.5 / 180),
+            'sample_dist': 'spherical_uniform',
+        },
+        'representation': {'kwargs': {'hidden_dim_sample': 256, 'normalize': 2, 'center': (0, 0, 0)}},
+        'renderer': {'kwargs': {
+            'num_manifolds': 48, 'levels_start': 35, 'levels_end': 5,
+            'delta_alpha': 0.02, 'white_back': True, 'background': False,
+        }},
+    },
+    'discriminator': {'kwargs': {'img_size': 128}},
+    'dataset': {'class': 'CARLA', 'kwargs': {'img_size': 128, 'dataset_path': 'data/carla'}},
+    'camera': {'fov': 30, 'ray_start': 0.7, 'ray_end': 1.3},
+})
+
+# --------------------------------------------------------------------------------------------
+# Small configs that run on a CPU.
+# --------------------------------------------------------------------------------------------
+# Unit tests and smoke runs: 16 px, narrow networks, few samples and manifolds.
+TINY_test = _merge(CARLA_default, {
+    'global': {'img_size': 16, 'batch_size': 2},
+    'optimizer': {'sampling_network_lr': 2e-5},
+    'process': {'batch_split': 1},
+    'generator': {
+        'kwargs': {'img_size': 16, 'z_dim': 16},
+        'representation': {'kwargs': {'hidden_dim': 16, 'hidden_dim_sample': 8}},
+        'renderer': {'kwargs': {'num_samples': 12, 'num_manifolds': 6, 'levels_start': 35, 'levels_end': 5}},
+    },
+    'discriminator': {'kwargs': {'img_size': 16, 'max_channels': 32}},
+    'dataset': {'class': 'PosedImageFolder', 'kwargs': {'img_size': 16, 'dataset_path': 'data/synthetic'}},
+})
+
+# The shipped demo model: the built-in synthetic objects at 32 px, trainable on 2 CPU cores.
+SYNTHETIC_demo = _merge(CARLA_default, {
+    'global': {'img_size': 32, 'batch_size': 8},
+    'optimizer': {'gen_lr': 1e-4, 'sampling_network_lr': 1e-5, 'disc_lr': 2e-4},
+    'process': {'batch_split': 1, 'pos_lambda': 1.0, 'real_pos_lambda': 1.0, 'r1_interval': 4},
+    'generator': {
+        'kwargs': {'img_size': 32, 'z_dim': 64},
+        'representation': {'kwargs': {'hidden_dim': 64, 'hidden_dim_sample': 32}},
+        'renderer': {'kwargs': {'num_samples': 24, 'num_manifolds': 12, 'levels_start': 35, 'levels_end': 5}},
+    },
+    'discriminator': {'kwargs': {'img_size': 32, 'max_channels': 128}},
+    'dataset': {'class': 'PosedImageFolder', 'kwargs': {'img_size': 32, 'dataset_path': 'data/synthetic'}},
+})
+
+CONFIGS = {
+    'FFHQ_default': FFHQ_default,
+    'CATS_default': CATS_default,
+    'CARLA_default': CARLA_default,
+    'TINY_test': TINY_test,
+    'SYNTHETIC_demo': SYNTHETIC_demo,
+}
+
+
+def get_config(name):
+    """Return a deep copy of the config called `name`; unknown names list the valid ones."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown config '{name}'; valid names: {', '.join(CONFIGS)}")
+    return copy.deepcopy(CONFIGS[name])
+
+
+def apply_overrides(config, assignments):
+    """Return a copy of `config` with `key.path=value` assignments applied.
+
+    Values are parsed as Python literals and must match the type of the value they replace
+    (an int may replace a float); unknown keys are refused so typos never pass silently.
+    """
+    config = copy.deepcopy(config)
+    for assignment in assignments:
+        if '=' not in assignment:
+            raise ValueError(f"override '{assignment}' must look like section.key=value")
+        path, text = assignment.split('=', 1)
+        *parents, leaf = path.split('.')
+        node = config
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise KeyError(f"unknown config key '{path}' (no section '{part}')")
+            node = node[part]
+        if leaf not in node:
+            raise KeyError(f"unknown config key '{path}'; known keys here: {', '.join(node)}")
+        node[leaf] = _parse_like(text, node[leaf], path)
+    return config
+
+
+def _parse_like(text, current, path):
+    """Parse `text` into the type of `current` (bool, int, float, str, tuple)."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # bare words are strings
+    if isinstance(current, bool) or isinstance(value, bool):
+        if type(value) is not type(current):
+            raise TypeError(f"config key '{path}' expects {type(current).__name__}, got '{text}'")
+        return value
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(current, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if type(value) is not type(current):
+        raise TypeError(f"config key '{path}' expects {type(current).__name__}, got '{text}'")
+    return value

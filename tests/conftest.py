@@ -1,0 +1,12 @@
+"""Test setup: make the repository importable and keep torch to the machine's two cores."""
+import os
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+REFERENCE_DIR = os.path.join(os.path.dirname(ROOT), 'shared', 'reference')
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -1,0 +1,1 @@
+"""Small shared helpers: devices, atomic file writes, image encoding, checkpoints."""
