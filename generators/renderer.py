@@ -1,0 +1,113 @@
+"""The manifold renderer: rays -> manifold intersections -> radiance -> compositing.
+
+One function renders any flat pixel range of the image; the whole image, a training patch and an
+inference chunk are all pixel ranges (SPEC §1 "Patch rendering"). The radiance network only runs
+on valid intersections (and background points): invalid slots have alpha exactly 0, so their
+radiance is never needed (SPEC §4).
+"""
+import torch
+
+from generators import cameras, compositing, intersections
+
+DEFAULT_CHUNK_RAYS = 4096  # rays per chunk: bounds memory at any resolution
+
+
+class ManifoldRenderer:
+    """Renders a Gram representation; holds only the renderer settings (no parameters).
+
+    Args (the config's renderer kwargs):
+        num_samples: S samples per ray for the level search.
+        num_manifolds: L slots per ray (levels + the background point when `background`).
+        levels_start, levels_end: first and last level value.
+        delta_alpha, white_back, last_back, background: compositing options (SPEC §4).
+    """
+
+    def __init__(self, num_samples=64, num_manifolds=24, levels_start=23, levels_end=8,
+                 delta_alpha=0.04, last_back=False, white_back=False, background=True):
+        self.num_samples = num_samples
+        self.num_manifolds = num_manifolds
+        self.num_levels = num_manifolds - 1 if background else num_manifolds
+        self.levels_start = levels_start
+        self.levels_end = levels_end
+        self.delta_alpha = delta_alpha
+        self.last_back = last_back
+        self.white_back = white_back
+        self.background = background
+
+    def render(self, representation, frequencies, phase_shifts, cam2world, img_size, fov,
+               ray_start, ray_end, pixel_range, lock_view_dependence=False, chunk_rays=DEFAULT_CHUNK_RAYS):
+        """Render the flat pixels [pixel_range[0], pixel_range[1]) of B cameras.
+
+        Args:
+            representation: a Gram module (sample_network + rf_network).
+            frequencies, phase_shifts: [B, 9 H] FiLM parameters (mapping output, before *15+30).
+            cam2world: [B, 4, 4].
+        Returns:
+            dict of per-ray tensors, R = number of pixels in the range, slots sorted by depth:
+            'rgb' [B, R, 3] in ~[0, 1], 'depth' [B, R, 1], 'weights' [B, R, L, 1],
+            'z_vals' [B, R, L, 1], 'points' [B, R, L, 3], 'outputs' [B, R, L, 4] (zeros on
+            invalid slots, which are never evaluated), 'validity' [B, R, L, 1].
+        """
+        start, end = pixel_range
+        chunks = [self._render_chunk(representation, frequencies, phase_shifts, cam2world, img_size, fov,
+                                     ray_start, ray_end, (first, min(first + chunk_rays, end)),
+                                     lock_view_dependence)
+                  for first in range(start, end, chunk_rays)]
+        return {key: torch.cat([chunk[key] for chunk in chunks], dim=1) for key in chunks[0]}
+
+    def _render_chunk(self, representation, frequencies, phase_shifts, cam2world, img_size, fov,
+                      ray_start, ray_end, pixel_range, lock_view_dependence):
+        device = cam2world.device
+        batch_size = cam2world.shape[0]
+
+        # Rays and samples (no gradients: they depend on the camera only).
+        with torch.no_grad():
+            camera_dirs = cameras.camera_ray_directions(img_size, fov, *pixel_range, device)   # [R, 3]
+            origins, directions = cameras.world_rays(cam2world, camera_dirs)          # [B, 3], [B, R, 3]
+            depths = cameras.sample_depths(ray_start, ray_end, self.num_samples, device)  # [S]
+            points = origins[:, None, None, :] + directions.unsqueeze(2) * depths[:, None]  # [B, R, S, 3]
+            levels = intersections.levels_for(self.levels_start, self.levels_end, self.num_levels, device)
+
+        # Manifold intersections (+ the background plane).
+        hits, validity, _ = intersections.intersect_manifolds(representation.sample_network, points, levels)
+        if self.background:
+            back = intersections.background_points(origins, directions).unsqueeze(2)  # [B, R, 1, 3]
+            hits = torch.cat([hits, back.to(hits.dtype)], dim=2)
+            validity = torch.cat([validity, torch.ones_like(validity[:, :, :1])], dim=2)
+        # hits [B, R, L, 3], validity [B, R, L, 1]
+
+        # Radiance on valid slots only.
+        outputs = self._radiance_on_valid(representation.rf_network, frequencies, phase_shifts, hits,
+                                          validity, directions, lock_view_dependence)
+
+        # Sort by distance and composite.
+        z_vals = torch.linalg.vector_norm(hits - origins[:, None, None, :], dim=-1, keepdim=True)
+        z_vals, outputs, hits, validity, order = compositing.sort_by_depth(z_vals, outputs, hits, validity)
+        background_slot = torch.argmax(order, dim=-2, keepdim=True)  # where the last original slot went
+        rgb, depth, weights = compositing.composite(
+            outputs, z_vals, validity, background_slot, self.delta_alpha, self.background,
+            self.white_back, self.last_back)
+        return {'rgb': rgb, 'depth': depth, 'weights': weights, 'z_vals': z_vals,
+                'points': hits, 'outputs': outputs, 'validity': validity}
+
+    @staticmethod
+    def _radiance_on_valid(rf_network, frequencies, phase_shifts, hits, validity, directions,
+                           lock_view_dependence):
+        """Evaluate the radiance network at valid slots; invalid slots get zeros.
+
+        hits [B, R, L, 3], validity [B, R, L, 1], directions [B, R, 3] -> outputs [B, R, L, 4].
+        """
+        B, R, L, _ = hits.shape
+        if lock_view_dependence:
+            directions = torch.zeros_like(directions)
+            directions[..., 2] = -1
+        view_dirs = directions.unsqueeze(2).expand(-1, -1, L, -1)  # [B, R, L, 3]
+        valid = validity.squeeze(-1) > 0                          # [B, R, L]
+        per_sample = []
+        for b in range(B):  # the valid count differs per sample; each has its own FiLM weights
+            out = rf_network.forward_with_frequencies_phase_shifts(
+                hits[b][valid[b]].unsqueeze(0), frequencies[b:b + 1], phase_shifts[b:b + 1],
+                view_dirs[b][valid[b]].unsqueeze(0)).squeeze(0)    # [n_valid, 4]
+            dense = out.new_zeros(R, L, 4).masked_scatter(valid[b].unsqueeze(-1), out)
+            per_sample.append(dense)
+        return torch.stack(per_sample)
