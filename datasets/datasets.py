@@ -1,0 +1,232 @@
+"""Posed image folders (SPEC §7) and the one function that makes their DataLoader.
+
+Every dataset reads a preprocessed folder::
+
+    <root>/<name>.png|.jpg          the images (any size; resized here)
+    <root>/poses/<name><suffix>     one pose file per image, suffix per dataset class
+
+and yields (image [3, N, N] float32 in [-1, 1], camera_pos [2] float32 = [phi, theta]).
+Images are resized to N with Lanczos and flipped left-right with probability 0.5; a flipped
+image gets the mirrored pose (the pose reader's `flip=True`).
+
+Flips draw from torch's global RNG. DataLoader workers seed it per worker from the loader's
+base seed, and `build_dataloader` gives the loader a generator seeded from (seed, rank), so
+with workers the flips repeat for the same seed; without workers they follow the main
+process's RNG, which repeats under torch.manual_seed.
+"""
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from datasets.poses import read_extrinsics_npy, read_pose, read_pose_npy
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')  # file suffixes read as images (case-insensitive)
+POSE_FOLDER = 'poses'                          # pose files live in <root>/poses/
+PIXEL_MAX = 255.0                              # 8-bit image range
+MAX_DEFAULT_WORKERS = 4                        # default loader workers on large datasets
+TINY_DATASET_SIZE = 1000                       # below this many images the loader uses no workers
+
+
+class DatasetError(RuntimeError):
+    """A dataset folder or file problem; the message names the path and the fix in one line."""
+
+
+class PosedImageDataset(Dataset):
+    """Base class: a sorted folder of images with one pose file per image.
+
+    Subclasses set POSE_SUFFIX (pose file = <root>/poses/<image stem><POSE_SUFFIX>),
+    CATEGORY (the preprocess_dataset.py category named in error hints) and implement
+    `read_camera_pos`.
+
+    Args:
+        dataset_path: the preprocessed folder (root).
+        img_size: output resolution N.
+        real_pos: read the pose files; when False they are not needed and camera_pos is zeros.
+        flip_probability: chance of a left-right flip per item (released: 0.5).
+
+    Raises:
+        DatasetError: missing folder, folder without images, or (real_pos) an image without its
+            pose file — at construction; an unreadable or corrupt image — when that item is loaded.
+    """
+
+    POSE_SUFFIX = None
+    CATEGORY = None
+
+    def __init__(self, dataset_path, img_size, real_pos=True, flip_probability=0.5):
+        super().__init__()
+        self.root = os.fspath(dataset_path)
+        self.img_size = int(img_size)
+        self.real_pos = real_pos
+        self.flip_probability = flip_probability
+        if self.img_size < 1:
+            raise ValueError(f"img_size must be positive, got {img_size}")
+        if not 0.0 <= flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
+        if not os.path.isdir(self.root):
+            raise DatasetError(f"dataset folder '{self.root}' not found; {self._create_hint()}")
+        self.image_paths = [
+            os.path.join(self.root, name) for name in sorted(os.listdir(self.root))
+            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(self.root, name))
+        ]
+        if not self.image_paths:
+            raise DatasetError(f"dataset folder '{self.root}' has no .png/.jpg images; {self._create_hint()}")
+        if self.real_pos:
+            self._check_pose_files()
+
+    def _create_hint(self):
+        """One-line fix for a missing or empty dataset folder."""
+        return (f"run `python preprocess_dataset.py --raw_dataset_path=./raw_data/{self.CATEGORY} "
+                f"--cate={self.CATEGORY}` to create it, or pass the preprocessed folder as the data dir")
+
+    def pose_path(self, index):
+        """Path of the pose file of image `index`."""
+        stem = os.path.splitext(os.path.basename(self.image_paths[index]))[0]
+        return os.path.join(self.root, POSE_FOLDER, stem + self.POSE_SUFFIX)
+
+    def _check_pose_files(self):
+        """Raise DatasetError naming the first image whose pose file is missing."""
+        pose_folder = os.path.join(self.root, POSE_FOLDER)
+        present = set(os.listdir(pose_folder)) if os.path.isdir(pose_folder) else set()
+        missing = [i for i in range(len(self)) if os.path.basename(self.pose_path(i)) not in present]
+        if missing:
+            raise DatasetError(
+                f"image '{self.image_paths[missing[0]]}' has no pose file '{self.pose_path(missing[0])}' "
+                f"({len(missing)} of {len(self)} images lack one); re-run preprocess_dataset.py "
+                f"or set real_pos=False")
+
+    def read_camera_pos(self, pose_path, flip):
+        """Read one pose file -> camera_pos [2]; `flip` mirrors it."""
+        raise NotImplementedError
+
+    def load_image(self, index):
+        """Image `index` resized to [3, N, N] float32 in [-1, 1] (not flipped)."""
+        path = self.image_paths[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert('RGB')  # decodes the whole file; an alpha channel is dropped
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"cannot read image '{path}' ({error}); replace or delete the file") from error
+        image = image.resize((self.img_size, self.img_size), Image.Resampling.LANCZOS)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
+        return (pixels.float() / PIXEL_MAX - 0.5) / 0.5
+
+    def __len__(self):
+        return len(self.image_paths)
+
+    def __getitem__(self, index):
+        """Return (image [3, N, N] in [-1, 1], camera_pos [2] = [phi, theta])."""
+        image = self.load_image(index)
+        flip = bool(torch.rand(()) < self.flip_probability)
+        if flip:
+            image = torch.flip(image, dims=[2])  # mirror the width axis
+        if self.real_pos:
+            camera_pos = self.read_camera_pos(self.pose_path(index), flip)
+        else:
+            camera_pos = torch.zeros(2)
+        return image, camera_pos
+
+
+class FFHQ(PosedImageDataset):
+    """FFHQ faces: poses/<name>.mat with Deep3DFaceRecon angles (key 'angle')."""
+
+    POSE_SUFFIX = '.mat'
+    CATEGORY = 'ffhq'
+
+    def read_camera_pos(self, pose_path, flip):
+        return read_pose(pose_path, flip=flip)
+
+
+class CATS(PosedImageDataset):
+    """Cat faces: poses/<name>_pose.npy = [pitch, yaw] from preprocessing."""
+
+    POSE_SUFFIX = '_pose.npy'
+    CATEGORY = 'cats'
+
+    def read_camera_pos(self, pose_path, flip):
+        return read_pose_npy(pose_path, flip=flip)
+
+
+class PosedImageFolder(PosedImageDataset):
+    """Generic posed images: poses/<name>_extrinsics.npy camera-to-world matrices (CARLA layout).
+
+    Used by the built-in synthetic dataset (data/synthetic).
+    """
+
+    POSE_SUFFIX = '_extrinsics.npy'
+    CATEGORY = 'synthetic'
+
+    def read_camera_pos(self, pose_path, flip):
+        return read_extrinsics_npy(pose_path, flip=flip)
+
+
+class CARLA(PosedImageFolder):
+    """CARLA cars: poses/<name>_extrinsics.npy camera-to-world matrices."""
+
+    CATEGORY = 'carla'
+
+
+DATASETS = {
+    'FFHQ': FFHQ,
+    'CATS': CATS,
+    'CARLA': CARLA,
+    'PosedImageFolder': PosedImageFolder,
+}
+
+
+def build_dataset(config, data_dir=None):
+    """Build the dataset named in config['dataset'] = {'class': name, 'kwargs': {...}}.
+
+    `data_dir`, when given, replaces kwargs['dataset_path']. The config is not changed.
+    """
+    section = config['dataset']
+    name = section['class']
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset class '{name}'; valid names: {', '.join(DATASETS)}")
+    kwargs = dict(section.get('kwargs', {}))
+    if data_dir is not None:
+        kwargs['dataset_path'] = data_dir
+    return DATASETS[name](**kwargs)
+
+
+def default_num_workers(dataset):
+    """Loader workers when not given: none for tiny datasets (< 1000 images, where worker
+    start-up costs more than it saves), else min(4, CPU count)."""
+    if len(dataset) < TINY_DATASET_SIZE:
+        return 0
+    return min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
+
+
+def build_dataloader(dataset, batch_size, rank=0, world_size=1, shuffle=True, seed=0, num_workers=None):
+    """DataLoader over this rank's share of `dataset`; all loader settings live here.
+
+    Each of the `world_size` ranks sees a disjoint len(dataset) // world_size images (the
+    remainder is dropped), in batches of `batch_size` (the last partial batch is dropped).
+    Call `sampler.set_epoch(epoch)` before each epoch to reshuffle.
+
+    Returns:
+        (loader, sampler): the DataLoader and its DistributedSampler.
+    """
+    if len(dataset) // world_size < batch_size:
+        raise DatasetError(f"dataset '{getattr(dataset, 'root', dataset)}' has {len(dataset)} images, fewer than "
+                           f"batch_size * world_size = {batch_size * world_size}; use a smaller batch or more images")
+    if num_workers is None:
+        num_workers = default_num_workers(dataset)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                 seed=seed, drop_last=True)
+    generator = torch.Generator()
+    generator.manual_seed(seed * world_size + rank)  # worker seeds (flips) differ per rank
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+        generator=generator,
+    )
+    return loader, sampler
