@@ -1,0 +1,313 @@
+"""Turn raw datasets into the aligned training layout (SPEC §8), or make the built-in synthetic set.
+
+    python preprocess_dataset.py --raw_dataset_path=./raw_data/ffhq --cate=ffhq
+    python preprocess_dataset.py --raw_dataset_path=./raw_data/cats --cate=cats
+    python preprocess_dataset.py --raw_dataset_path=./raw_data/carla --cate=carla
+    python preprocess_dataset.py --cate=synthetic            # no download needed
+
+Raw layouts (released README):
+    ffhq:  <raw>/<name>.png, <raw>/lm5p/<name>.txt (5 rows "x y"), <raw>/poses/<name>.mat
+    cats:  <raw>/<name>.jpg with <raw>/<name>.jpg.cat ("9 x0 y0 ... x8 y8"); sub-folders
+           (CAT_00, CAT_01, ... as downloaded) are searched too
+    carla: <raw>/<name>.png, <raw>/poses/<name>_extrinsics.npy
+Training layouts written to --output_dir (default data/<cate>, what the configs read):
+    ffhq:  <name>.png (256 px) + poses/<name>.mat (copied unchanged)
+    cats:  <name>.png (256 px) + poses/<name>_pose.npy = [pitch, yaw]
+    carla: <name>.png (128 px) + poses/<name>_extrinsics.npy (copied)
+    synthetic: <name>.png + poses/<name>_extrinsics.npy + depth/<name>_depth.npy + masks/<name>_mask.png
+
+A raw sample that cannot be used (unreadable image, missing or garbled landmarks or pose) is
+skipped and listed with its reason in <output_dir>/preprocess_report.json. Finished samples are
+skipped on re-runs unless --overwrite. Every file is written atomically.
+"""
+import argparse
+import functools
+import glob
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+
+import numpy as np
+import scipy.io
+from PIL import Image
+from tqdm import tqdm
+
+from datasets import synthetic
+from utils.alignment import (  # noqa: F401  (re-exported: the released functions live here)
+    CAT_LANDMARK_WEIGHTS, CAT_TEMPLATE, FACE_TEMPLATE, POS, PoseFit, align_img_cats, align_img_ffhq,
+)
+from utils.files import atomic_path, atomic_write_text
+
+ALIGNED_SIZE = 256       # FFHQ and Cats crops are T x T
+CARLA_SIZE = 128         # CARLA images are resized to this
+REPORT_NAME = 'preprocess_report.json'
+CATEGORIES = ('ffhq', 'cats', 'carla', 'synthetic')
+
+
+class SkipSample(Exception):
+    """A raw sample that cannot be used; the message is the reason written to the report."""
+
+
+# ------------------------------------------------------------------------------------------
+# Reading raw inputs (each raises SkipSample with a reason).
+# ------------------------------------------------------------------------------------------
+def read_image(path):
+    """Open an image fully and return it as RGB; unreadable files raise SkipSample."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing image {path}')
+    try:
+        with Image.open(path) as img:
+            return img.convert('RGB')
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise SkipSample(f'unreadable image {path} ({error})') from error
+
+
+def read_ffhq_landmarks(path, height):
+    """lm5p/<name>.txt: 5 rows "x y" in image coordinates -> [5, 2] with y pointing up."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing landmarks {path}')
+    try:
+        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise SkipSample(f'garbled landmarks {path} ({error})') from error
+    if points.shape != (5, 2) or not np.isfinite(points).all():
+        raise SkipSample(f'garbled landmarks {path} (expected 5 finite rows "x y", got shape {points.shape})')
+    points[:, 1] = height - 1 - points[:, 1]
+    return points
+
+
+def read_cat_landmarks(path, height):
+    """<name>.jpg.cat: "9 x0 y0 ... x8 y8" -> [9, 2] with y pointing up (y' = height - y)."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing landmarks {path}')
+    with open(path) as handle:
+        fields = handle.read().split()
+    try:
+        values = np.array([float(field) for field in fields])
+    except ValueError as error:
+        raise SkipSample(f'garbled landmarks {path} ({error})') from error
+    num_points = len(CAT_TEMPLATE)
+    if len(values) != 1 + 2 * num_points or values[0] != num_points or not np.isfinite(values).all():
+        raise SkipSample(f'garbled landmarks {path} (expected "{num_points}" then {2 * num_points} numbers)')
+    points = values[1:].reshape(num_points, 2)
+    points[:, 1] = height - points[:, 1]
+    return points
+
+
+def check_ffhq_pose(path):
+    """The Deep3DFaceRecon .mat must load and hold a finite 'angle' of 3 values."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing pose {path}')
+    try:
+        angle = scipy.io.loadmat(path).get('angle')
+    except (OSError, ValueError, TypeError) as error:
+        raise SkipSample(f'unreadable pose {path} ({error})') from error
+    if angle is None or np.size(angle) != 3 or not np.isfinite(np.asarray(angle, dtype=np.float64)).all():
+        raise SkipSample(f"garbled pose {path} (needs a finite 'angle' with 3 values)")
+
+
+def read_carla_extrinsics(path):
+    """poses/<name>_extrinsics.npy: a finite 3x4 or 4x4 camera-to-world matrix."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing pose {path}')
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise SkipSample(f'unreadable pose {path} ({error})') from error
+    if matrix.shape not in ((3, 4), (4, 4)) or not np.isfinite(matrix).all():
+        raise SkipSample(f'garbled pose {path} (expected a finite 3x4 or 4x4 matrix, got shape {matrix.shape})')
+    return matrix
+
+
+def fit_pose(landmarks, cate):
+    """POS on y-up landmarks; a fit that is not finite (degenerate landmarks) raises SkipSample."""
+    template = CAT_TEMPLATE if cate == 'cats' else FACE_TEMPLATE
+    with np.errstate(invalid='ignore', divide='ignore'):
+        pos = POS(landmarks, template, cate=cate)
+    values = [pos.yaw, pos.pitch, pos.roll, pos.scale, *pos.translate]
+    if not np.isfinite(values).all() or pos.scale <= 0:
+        raise SkipSample('degenerate landmarks (pose fit is not finite)')
+    return pos
+
+
+# ------------------------------------------------------------------------------------------
+# One sample per category: output paths and processing.
+# ------------------------------------------------------------------------------------------
+def output_paths(cate, output_dir, name):
+    """The files a finished sample has in the training layout."""
+    pose_file = {'ffhq': f'{name}.mat', 'cats': f'{name}_pose.npy', 'carla': f'{name}_extrinsics.npy'}[cate]
+    return {'image': os.path.join(output_dir, f'{name}.png'),
+            'pose': os.path.join(output_dir, 'poses', pose_file)}
+
+
+def save_png(img, path):
+    with atomic_path(path) as tmp:
+        img.save(tmp)
+
+
+def process_ffhq(image_path, raw_dir, out):
+    name = os.path.splitext(os.path.basename(image_path))[0]
+    pose_path = os.path.join(raw_dir, 'poses', f'{name}.mat')
+    check_ffhq_pose(pose_path)
+    img = read_image(image_path)
+    landmarks = read_ffhq_landmarks(os.path.join(raw_dir, 'lm5p', f'{name}.txt'), img.size[1])
+    aligned = align_img_ffhq(img, fit_pose(landmarks, 'ffhq'), target_size=ALIGNED_SIZE)
+    with atomic_path(out['pose']) as tmp:
+        shutil.copyfile(pose_path, tmp)
+    save_png(aligned, out['image'])
+
+
+def process_cats(image_path, raw_dir, out):
+    img = read_image(image_path)
+    landmarks = read_cat_landmarks(image_path + '.cat', img.size[1])
+    pos = fit_pose(landmarks, 'cats')
+    aligned = align_img_cats(img, pos, target_size=ALIGNED_SIZE)
+    with atomic_path(out['pose']) as tmp:
+        np.save(tmp, np.array([pos.pitch, pos.yaw]))
+    save_png(aligned, out['image'])
+
+
+def process_carla(image_path, raw_dir, out):
+    name = os.path.splitext(os.path.basename(image_path))[0]
+    pose_path = os.path.join(raw_dir, 'poses', f'{name}_extrinsics.npy')
+    read_carla_extrinsics(pose_path)
+    try:
+        with Image.open(image_path) as img:
+            resized = img.resize((CARLA_SIZE, CARLA_SIZE), resample=Image.LANCZOS)  # mode kept
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise SkipSample(f'unreadable image {image_path} ({error})') from error
+    with atomic_path(out['pose']) as tmp:
+        shutil.copyfile(pose_path, tmp)
+    save_png(resized, out['image'])
+
+
+PROCESSORS = {'ffhq': process_ffhq, 'cats': process_cats, 'carla': process_carla}
+
+
+def process_sample(image_path, cate, raw_dir, output_dir, overwrite):
+    """Process one raw sample. Returns (name, status, reason): status 'written', 'done' or 'skipped'."""
+    name = os.path.splitext(os.path.basename(image_path))[0]
+    out = output_paths(cate, output_dir, name)
+    if not overwrite and all(os.path.exists(path) for path in out.values()):
+        return name, 'done', ''
+    try:
+        PROCESSORS[cate](image_path, raw_dir, out)
+    except SkipSample as reason:
+        return name, 'skipped', str(reason)
+    return name, 'written', ''
+
+
+def find_samples(cate, raw_dir):
+    """Raw image paths, sorted, plus (name, reason) for names that occur more than once."""
+    if cate == 'cats':
+        paths = sorted(glob.glob(os.path.join(raw_dir, '**', '*.jpg'), recursive=True))
+    else:
+        paths = sorted(glob.glob(os.path.join(raw_dir, '*.png')))
+    seen, unique, duplicates = set(), [], []
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in seen:
+            duplicates.append((name, f'duplicate name, {path} not used'))
+        else:
+            seen.add(name)
+            unique.append(path)
+    return unique, duplicates
+
+
+# ------------------------------------------------------------------------------------------
+# Whole runs.
+# ------------------------------------------------------------------------------------------
+def preprocess_raw(cate, raw_dir, output_dir, workers=None, overwrite=False, progress=True):
+    """Preprocess every raw sample of `cate` in `raw_dir` into `output_dir`; write the report.
+
+    Returns the report dict: counts 'written', 'already_done' and the 'skipped' list of
+    {'name', 'reason'}.
+    """
+    if not os.path.isdir(raw_dir):
+        raise FileNotFoundError(f"raw dataset folder '{raw_dir}' does not exist; pass --raw_dataset_path")
+    paths, duplicates = find_samples(cate, raw_dir)
+    if not paths:
+        pattern = '*.jpg' if cate == 'cats' else '*.png'
+        raise FileNotFoundError(f"no {pattern} images in '{raw_dir}'; see the raw layout in --help")
+    os.makedirs(os.path.join(output_dir, 'poses'), exist_ok=True)
+
+    task = functools.partial(process_sample, cate=cate, raw_dir=raw_dir, output_dir=output_dir,
+                             overwrite=overwrite)
+    workers = workers or os.cpu_count() or 1
+    bar = functools.partial(tqdm, total=len(paths), desc=cate, unit='img', disable=not progress)
+    if workers == 1:
+        results = list(bar(map(task, paths)))
+    else:
+        with multiprocessing.Pool(workers) as pool:
+            results = list(bar(pool.imap_unordered(task, paths, chunksize=8)))
+
+    skipped = sorted([(name, reason) for name, status, reason in results if status == 'skipped'] + duplicates)
+    report = {
+        'cate': cate, 'raw_dataset_path': raw_dir, 'output_dir': output_dir,
+        'found': len(paths) + len(duplicates),
+        'written': sum(status == 'written' for _, status, _ in results),
+        'already_done': sum(status == 'done' for _, status, _ in results),
+        'skipped': [{'name': name, 'reason': reason} for name, reason in skipped],
+    }
+    atomic_write_text(json.dumps(report, indent=2) + '\n', os.path.join(output_dir, REPORT_NAME))
+    return report
+
+
+def preprocess_synthetic(output_dir, num_images, img_size, seed, workers=None, overwrite=False, progress=True):
+    """Render the built-in synthetic dataset and write a report like preprocess_raw's."""
+    written, done = synthetic.render_synthetic_dataset(
+        output_dir, num_images=num_images, img_size=img_size, seed=seed, workers=workers,
+        overwrite=overwrite, progress=progress)
+    report = {'cate': 'synthetic', 'output_dir': output_dir, 'found': num_images,
+              'written': written, 'already_done': done, 'skipped': []}
+    atomic_write_text(json.dumps(report, indent=2) + '\n', os.path.join(output_dir, REPORT_NAME))
+    return report
+
+
+def summary_line(report):
+    return (f"{report['cate']}: {report['written']} written, {report['already_done']} already done, "
+            f"{len(report['skipped'])} skipped -> {os.path.join(report['output_dir'], REPORT_NAME)}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--raw_dataset_path', default=None,
+                        help='folder with the raw data in the released layout (not needed for synthetic)')
+    parser.add_argument('--cate', required=True, choices=CATEGORIES, help='dataset category')
+    parser.add_argument('--output_dir', default=None, help='where to write the training layout (default: data/<cate>)')
+    parser.add_argument('--overwrite', action='store_true', help='redo samples that are already finished')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                        help='parallel worker processes (default: number of CPU cores; 1 = no pool)')
+    parser.add_argument('--num_images', type=int, default=10000, help='synthetic only: number of images')
+    parser.add_argument('--img_size', type=int, default=64, help='synthetic only: image side in pixels')
+    parser.add_argument('--seed', type=int, default=0, help='synthetic only: random seed (same seed, same data)')
+    args = parser.parse_args(argv)
+    if args.output_dir is None:
+        args.output_dir = os.path.join('data', args.cate)
+    if args.cate != 'synthetic' and args.raw_dataset_path is None:
+        parser.error(f'--cate={args.cate} needs --raw_dataset_path=./raw_data/{args.cate}')
+    if args.workers < 1 or args.num_images < 1 or args.img_size < 1:
+        parser.error('--workers, --num_images and --img_size must be positive')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.cate == 'synthetic':
+            report = preprocess_synthetic(args.output_dir, args.num_images, args.img_size, args.seed,
+                                          workers=args.workers, overwrite=args.overwrite)
+        else:
+            report = preprocess_raw(args.cate, args.raw_dataset_path, args.output_dir,
+                                    workers=args.workers, overwrite=args.overwrite)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    print(summary_line(report))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
