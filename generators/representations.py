@@ -96,8 +96,10 @@ class FiLMLayer(nn.Module):
     def forward(self, x, freq, phase_shift):
         """x [B, N, in]; freq, phase_shift [B, H] -> [B, N, H]."""
         weight = freq.unsqueeze(-1) * self.layer.weight          # [B, H, in]
-        bias = (freq * self.layer.bias + phase_shift).unsqueeze(1)  # [B, 1, H]
-        return _sin(torch.baddbmm(bias, x, weight.transpose(1, 2)))
+        bias = freq * self.layer.bias + phase_shift                 # [B, H]
+        if x.shape[0] == 1:  # addmm with a 1-D bias avoids materialising the broadcast bias
+            return _sin(torch.addmm(bias[0], x[0], weight[0].T).unsqueeze(0))
+        return _sin(torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2)))
 
 
 def _siren_init_(linear, bound):

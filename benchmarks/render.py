@@ -1,0 +1,116 @@
+"""Render benchmark: our renderer vs the dense radiance workload, measured in one run.
+
+    python benchmarks/render.py                  # 128 and 256 px, FFHQ_default, seeded weights
+    python benchmarks/render.py --sizes 128 256 512 --compile
+
+For each size, a fresh subprocess renders one image (after a warm-up at 64 px) and reports wall
+time, peak RSS (and its increase over the idle model) and the fraction of ray x manifold slots
+skipped as invalid. The reference is the dense workload: 9 chained sin(x @ W) steps with x
+[N, 256], W [256, 256], N = pixels x 24, i.e. the radiance network's cost when every ray x
+manifold is evaluated (run in row chunks, in-place sin: the dense workload's best case).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import configs  # noqa: E402
+from generators import build_generator  # noqa: E402
+
+DENSE_WIDTH = 256
+DENSE_LAYERS = 9
+DENSE_CHUNK_ROWS = 98304  # 4096 rays x 24 manifolds
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_render(size, chunk_rays, compile_network):
+    """Render one FFHQ_default image at `size` px; returns a dict of measurements."""
+    config = configs.get_config('FFHQ_default')
+    torch.manual_seed(0)
+    generator = build_generator(config).eval()
+    if compile_network:
+        generator.representation.rf_network.forward_with_frequencies_phase_shifts = torch.compile(
+            generator.representation.rf_network.forward_with_frequencies_phase_shifts, dynamic=True)
+    z = torch.randn(1, generator.z_dim)
+    camera = config['camera']
+    frontal = [0.0, 0.0, 1.0]
+    with torch.no_grad():
+        generator(z, **camera, img_size=64, camera_origin=frontal, chunk_rays=chunk_rays)  # warm-up
+        idle_mb = peak_rss_mb()
+        start = time.perf_counter()
+        _, _, detail = generator.experiment(z, **camera, img_size=size, camera_origin=frontal, chunk_rays=chunk_rays)
+        seconds = time.perf_counter() - start
+    return {'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'idle_rss_mb': idle_mb,
+            'skipped_fraction': 1 - detail['validity'].mean().item()}
+
+
+def measure_dense(size):
+    """Time the dense workload for `size` x `size` pixels x 24 manifolds."""
+    torch.manual_seed(0)
+    rows = size * size * 24
+    weight = torch.randn(DENSE_WIDTH, DENSE_WIDTH) / DENSE_WIDTH ** 0.5
+    chunk = torch.randn(min(rows, DENSE_CHUNK_ROWS), DENSE_WIDTH)
+    torch.sin(chunk @ weight)  # warm-up
+    start = time.perf_counter()
+    for first in range(0, rows, DENSE_CHUNK_ROWS):
+        x = chunk[:min(DENSE_CHUNK_ROWS, rows - first)]
+        for _ in range(DENSE_LAYERS):
+            x = (x @ weight).sin_()
+    return time.perf_counter() - start
+
+
+def run_worker(args):
+    torch.set_num_threads(args.threads)
+    if args.worker == 'render':
+        result = measure_render(args.size, args.chunk_rays, args.compile)
+    else:
+        result = {'seconds': measure_dense(args.size)}
+    print(json.dumps(result))
+
+
+def spawn(kind, size, args):
+    command = [sys.executable, os.path.abspath(__file__), '--worker', kind, '--size', str(size),
+               '--threads', str(args.threads), '--chunk_rays', str(args.chunk_rays)]
+    if args.compile:
+        command.append('--compile')
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--sizes', type=int, nargs='+', default=[128, 256], help='image sizes to render')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads (this machine has 2 cores)')
+    parser.add_argument('--chunk_rays', type=int, default=4096, help='rays per render chunk')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the radiance network')
+    parser.add_argument('--worker', choices=['render', 'dense'], help=argparse.SUPPRESS)
+    parser.add_argument('--size', type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args)
+        return
+    print(f'FFHQ_default, seeded weights, frontal camera, {args.threads} threads, chunk {args.chunk_rays} rays'
+          f'{", compiled" if args.compile else ""}')
+    print(f'{"size":>5} {"render s":>9} {"dense s":>8} {"ratio":>6} {"peak MB":>8} {"+model MB":>9} {"skipped":>8}')
+    for size in args.sizes:
+        render = spawn('render', size, args)
+        dense = spawn('dense', size, args)
+        ratio = render['seconds'] / dense['seconds']
+        print(f'{size:>5} {render["seconds"]:>9.2f} {dense["seconds"]:>8.2f} {ratio:>6.2f} '
+              f'{render["peak_rss_mb"]:>8.0f} {render["peak_rss_mb"] - render["idle_rss_mb"]:>9.0f} '
+              f'{render["skipped_fraction"]:>8.1%}')
+
+
+if __name__ == '__main__':
+    main()
