@@ -1,0 +1,293 @@
+"""Render multi-view images of generated subjects (SPEC §9), plus GIF / MP4 / depth frames.
+
+    python render_multiview_images.py --generator_file <run>/generator_ema.pth --config CATS_default
+    python render_multiview_images.py --generator_file released/generator.pth --seeds 0-3 --video --depth
+    python render_multiview_images.py --generator_file <run>/checkpoints/step_0100000.pt --trajectory grid
+
+For every seed: torch.manual_seed(seed); z = torch.randn(1, z_dim) drawn on the CPU (the same
+identity on every device, and the released script's z on a CPU), EMA weights, truncation psi
+around the average of those weights. Output per seed, in --output_dir:
+  grid_<seed>_<i>.png   frame i (released encoding: truncated 8-bit, watermarked by default)
+  grid_<seed>.gif       all frames at 15 fps      grid_<seed>.mp4     the same, with --video
+  depth_<seed>_<i>.png  depth frames (near = bright, normalised over the seed's frames), with --depth
+  depth_<seed>.gif      the depth frames as a GIF, with --depth
+
+Camera family, chosen from the config's dataset class (SPEC §9):
+  faces / cats (FFHQ, CATS, anything not listed below): fov 12, pitch pi/2, view dependence locked.
+  objects (CARLA, PosedImageFolder = the synthetic configs): fov 35, pitch 60 degrees from +y,
+  view dependence kept.
+Trajectories (--trajectory):
+  released  the released script's path: yaw sweep for faces/cats, full orbit for objects (default).
+  sweep     yaw swings -0.4 -> +0.4 -> -0.4 rad around the front (the released faces path).
+  orbit     a full turn: yaw = linspace(-pi, pi, F + 1)[:-1] + pi/2.
+  grid      a yaw x pitch grid (yaw +-0.4, pitch +-0.2 rad), rows x cols = F, visited row by row
+            in alternating directions so the animation has no jumps.
+Documented fix: for an odd number of frames the released sweep lists are one angle short (and
+its last frame stays black); our sweep then samples the same triangle wave at F points, so every
+frame is real. For even F the released angles are kept exactly.
+"""
+import argparse
+import math
+import os
+import sys
+
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+import configs
+from generators.renderer import DEFAULT_CHUNK_RAYS
+from utils.device import resolve_device
+from utils.files import atomic_path
+from utils.images import to_uint8
+from utils.seeds import parse_seeds, seed_latent
+from utils.watermark import apply_watermark, make_watermark
+from utils.weights import load_generator
+
+ANIMATION_FPS = 15                # GIF / MP4 frame rate (released: 15)
+SWEEP_YAW = 0.4                   # released faces sweep amplitude, radians
+GRID_PITCH = 0.2                  # pitch half-range of the grid trajectory, radians
+FACE_FOV = 12                     # released render fov for faces and cats, degrees
+OBJECT_FOV = 35                   # released render fov for CARLA, degrees
+OBJECT_PITCH = math.pi * 60 / 180  # released CARLA pitch (polar angle from +y)
+OBJECT_DATASETS = ('CARLA', 'PosedImageFolder')  # dataset classes rendered as objects (orbit)
+TRAJECTORIES = ('released', 'sweep', 'orbit', 'grid')
+DEPTH_LEVELS = 255                # 8-bit depth frames: nearest depth -> 255
+MIN_DEPTH_SPAN = 1e-12            # guards the normalisation when all depths are equal
+
+
+# ----------------------------------------------------------------------------------- cameras
+def camera_family(config):
+    """Render settings of the config's family: {'name', 'fov', 'pitch', 'lock_view_dependence'}."""
+    if config['dataset']['class'] in OBJECT_DATASETS:
+        return {'name': 'object', 'fov': OBJECT_FOV, 'pitch': OBJECT_PITCH, 'lock_view_dependence': False}
+    return {'name': 'face', 'fov': FACE_FOV, 'pitch': math.pi / 2, 'lock_view_dependence': True}
+
+
+def sweep_yaw_offsets(frames, amplitude=SWEEP_YAW):
+    """Yaw offsets of the sweep: F floats going -a -> +a -> -a (a triangle wave).
+
+    Even F: exactly the released lists, linspace(-a, a, F//2 + 1)[:-1] + linspace(a, -a, F//2 + 1)[:-1].
+    Odd F (fix): the same triangle wave sampled at t = i / F, so there are F real angles.
+    """
+    if frames % 2 == 0:
+        half = frames // 2 + 1
+        return list(np.linspace(-amplitude, amplitude, half)[:-1]) + list(np.linspace(amplitude, -amplitude, half)[:-1])
+    phases = np.arange(frames) / frames                              # t in [0, 1)
+    return list(-amplitude + 2 * amplitude * (1 - np.abs(2 * phases - 1)))  # -a at t=0, +a at t=1/2
+
+
+def orbit_yaw_offsets(frames):
+    """Full-turn yaw offsets: linspace(-pi, pi, F + 1) without its last value (released CARLA)."""
+    return list(np.linspace(-math.pi, math.pi, frames + 1)[:-1])
+
+
+def grid_shape(frames):
+    """rows x cols = frames with rows the largest divisor <= sqrt(frames) (a prime gives 1 row)."""
+    rows = max(d for d in range(1, math.isqrt(frames) + 1) if frames % d == 0)
+    return rows, frames // rows
+
+
+def grid_offsets(frames, yaw_amplitude=SWEEP_YAW, pitch_amplitude=GRID_PITCH):
+    """(pitch offsets, yaw offsets) of a rows x cols grid, rows visited in alternating directions."""
+    rows, cols = grid_shape(frames)
+    pitches = np.linspace(-pitch_amplitude, pitch_amplitude, rows) if rows > 1 else np.zeros(1)
+    yaws = np.linspace(-yaw_amplitude, yaw_amplitude, cols) if cols > 1 else np.zeros(1)
+    pitch_list, yaw_list = [], []
+    for row, pitch in enumerate(pitches):
+        for yaw in (yaws if row % 2 == 0 else yaws[::-1]):
+            pitch_list.append(pitch)
+            yaw_list.append(yaw)
+    return pitch_list, yaw_list
+
+
+def trajectory_angles(name, frames, family):
+    """Absolute (pitch, yaw) lists of length `frames` for trajectory `name` and camera family."""
+    if name == 'released':
+        name = 'orbit' if family['name'] == 'object' else 'sweep'
+    if name == 'sweep':
+        yaw_offsets, pitch_offsets = sweep_yaw_offsets(frames), [0.0] * frames
+    elif name == 'orbit':
+        yaw_offsets, pitch_offsets = orbit_yaw_offsets(frames), [0.0] * frames
+    elif name == 'grid':
+        pitch_offsets, yaw_offsets = grid_offsets(frames)
+    else:
+        raise ValueError(f"unknown trajectory '{name}'; choose one of {', '.join(TRAJECTORIES)}")
+    pitches = [float(offset) + family['pitch'] for offset in pitch_offsets]
+    yaws = [float(offset) + math.pi / 2 for offset in yaw_offsets]
+    return pitches, yaws
+
+
+def camera_origin(pitch, yaw):
+    """Camera on the unit sphere at polar angle `pitch` from +y and azimuth `yaw` -> [x, y, z]."""
+    return [math.sin(pitch) * math.cos(yaw), math.cos(pitch), math.sin(pitch) * math.sin(yaw)]
+
+
+# ----------------------------------------------------------------------------------- rendering
+@torch.no_grad()
+def render_frames(generator, z, origins, camera, img_size, psi, lock_view_dependence, batch_size,
+                  with_depth=False, chunk_rays=DEFAULT_CHUNK_RAYS, progress=None):
+    """Render z [1, z_dim] from each origin, `batch_size` frames per forward.
+
+    Args:
+        origins: list of F camera origins [x, y, z] (float64 lists, as the released script).
+        camera: {'fov', 'ray_start', 'ray_end'}.
+        progress: optional tqdm bar advanced once per forward.
+    Returns:
+        images [F, 3, N, N] (CPU, ~[-1, 1]) and depths [F, N, N] (CPU) or None.
+    """
+    images, depths = [], []
+    for first in range(0, len(origins), batch_size):
+        batch = origins[first:first + batch_size]
+        kwargs = dict(img_size=img_size, camera_origin=torch.tensor(batch, dtype=torch.float64),
+                      truncation_psi=psi, lock_view_dependence=lock_view_dependence, chunk_rays=chunk_rays,
+                      **camera)
+        z_batch = z.expand(len(batch), -1)  # [b, z_dim]
+        if with_depth:
+            img, _, detail = generator.experiment(z_batch, **kwargs)
+            depths.append(detail['depth'].reshape(len(batch), img_size, img_size).cpu())
+        else:
+            img, _ = generator(z_batch, **kwargs)
+        images.append(img.cpu())
+        if progress is not None:
+            progress.update(1)
+    return torch.cat(images), (torch.cat(depths) if with_depth else None)
+
+
+def depth_to_uint8(depths):
+    """Depth maps [F, N, N] -> uint8 [F, N, N], near = 255, normalised over all F frames.
+
+    Pixels without a finite depth (nothing hit) become 0.
+    """
+    depths = depths.double()
+    finite = torch.isfinite(depths)
+    if not finite.any():
+        return np.zeros(depths.shape, dtype=np.uint8)
+    near, far = depths[finite].min(), depths[finite].max()
+    scaled = (far - depths) / max(float(far - near), MIN_DEPTH_SPAN)  # 1 at the nearest depth
+    scaled = torch.where(finite, scaled, torch.zeros_like(scaled))
+    return (scaled.clamp(0, 1) * DEPTH_LEVELS).round().to(torch.uint8).numpy()
+
+
+# ----------------------------------------------------------------------------------- writing
+def write_png(pixels, path):
+    """uint8 [H, W, 3] or [H, W] -> PNG at `path`, atomically."""
+    with atomic_path(path) as tmp_path:
+        Image.fromarray(pixels).save(tmp_path, format='PNG')
+
+
+def write_gif(frames, path, fps=ANIMATION_FPS):
+    """uint8 frames [F, H, W(, 3)] -> looping GIF at `fps`, atomically."""
+    with atomic_path(path) as tmp_path:
+        iio.imwrite(tmp_path, np.stack(frames), extension='.gif', duration=1000 / fps, loop=0)
+
+
+def write_mp4(frames, path, fps=ANIMATION_FPS):
+    """uint8 frames [F, H, W, 3] -> H.264 MP4 (yuv420p) at `fps` via imageio-ffmpeg, atomically."""
+    height, width = frames[0].shape[:2]
+    with atomic_path(path) as tmp_path:
+        writer = imageio_ffmpeg.write_frames(
+            tmp_path, (width, height), fps=fps, codec='libx264', pix_fmt_in='rgb24', pix_fmt_out='yuv420p',
+            macro_block_size=2, ffmpeg_log_level='error')
+        writer.send(None)  # start the encoder
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+
+
+# ----------------------------------------------------------------------------------- CLI
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', choices=sorted(configs.CONFIGS), default=None,
+                        help='config the weights were trained with (default: the one stored in a checkpoint; '
+                             'FFHQ_default for a plain state_dict, as the released script)')
+    parser.add_argument('--generator_file', default='pretrained_models/FFHQ_default/generator.pth',
+                        help='weights: our checkpoint (step_*.pt), a generator state_dict (generator_ema.pth), or a '
+                             'released generator.pth (its sibling ema.pth is used when present)')
+    parser.add_argument('--output_dir', default='experiments/FFHQ_default/multiview_imgs',
+                        help='folder for the frames, GIFs and videos (created if needed)')
+    parser.add_argument('--seeds', default='0-19', help="seeds to render: '0-19', '0,5,9' or '3'")
+    parser.add_argument('--frames', type=int, default=30, help='frames per seed (>= 1)')
+    parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
+    parser.add_argument('--no_watermark', action='store_true', help='do not draw the "AI-generated" mark')
+    parser.add_argument('--img_size', type=int, default=None, help="render resolution (default: the config's)")
+    parser.add_argument('--video', action='store_true', help='also write grid_<seed>.mp4 (H.264, 15 fps)')
+    parser.add_argument('--depth', action='store_true', help='also write depth_<seed>_<i>.png and depth_<seed>.gif')
+    parser.add_argument('--trajectory', choices=TRAJECTORIES, default='released',
+                        help='camera path: released (faces sweep / objects orbit), sweep, orbit or grid')
+    parser.add_argument('--batch_size', type=int, default=1, help='frames rendered per forward pass (>= 1)')
+    parser.add_argument('--chunk_rays', type=int, default=DEFAULT_CHUNK_RAYS,
+                        help='rays evaluated at once inside a forward pass (lower = less memory)')
+    parser.add_argument('--device', default='auto', help="'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    return parser.parse_args(argv)
+
+
+def run(args):
+    """Render every seed of `args`; returns the list of files written."""
+    for name in ('frames', 'batch_size', 'chunk_rays'):
+        if getattr(args, name) < 1:
+            raise ValueError(f'--{name} must be >= 1, got {getattr(args, name)}')
+    if args.img_size is not None and args.img_size < 1:
+        raise ValueError(f'--img_size must be >= 1, got {args.img_size}')
+    seeds = parse_seeds(args.seeds)
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as error:
+        raise ValueError(str(error)) from None
+
+    # Load the EMA generator.
+    generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
+    family = camera_family(config)
+    camera = {'fov': family['fov'], 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
+    img_size = args.img_size or generator.img_size
+    pitches, yaws = trajectory_angles(args.trajectory, args.frames, family)
+    origins = [camera_origin(pitch, yaw) for pitch, yaw in zip(pitches, yaws)]
+    watermark = None if args.no_watermark else make_watermark(img_size, img_size)
+    tqdm.write(f'rendering {len(seeds)} seeds x {args.frames} frames at {img_size} px on {device} '
+               f'({family["name"]} camera, {args.trajectory} trajectory) -> {args.output_dir}')
+
+    # Render and write each seed.
+    written = []
+    forwards_per_seed = math.ceil(args.frames / args.batch_size)
+    with tqdm(total=len(seeds) * forwards_per_seed, desc='rendering', unit='fwd') as progress:
+        for seed in seeds:
+            z = seed_latent(seed, generator.z_dim, device)
+            images, depths = render_frames(
+                generator, z, origins, camera, img_size, args.psi, family['lock_view_dependence'],
+                args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
+            if watermark is not None:
+                images = apply_watermark(images, watermark)
+            frames = list(to_uint8(images, rounding='truncate'))  # F x [N, N, 3]
+            for index, frame in enumerate(frames):
+                written.append(os.path.join(args.output_dir, f'grid_{seed}_{index}.png'))
+                write_png(frame, written[-1])
+            written.append(os.path.join(args.output_dir, f'grid_{seed}.gif'))
+            write_gif(frames, written[-1])
+            if args.video:
+                written.append(os.path.join(args.output_dir, f'grid_{seed}.mp4'))
+                write_mp4(frames, written[-1])
+            if args.depth:
+                depth_frames = list(depth_to_uint8(depths))
+                for index, frame in enumerate(depth_frames):
+                    written.append(os.path.join(args.output_dir, f'depth_{seed}_{index}.png'))
+                    write_png(frame, written[-1])
+                written.append(os.path.join(args.output_dir, f'depth_{seed}.gif'))
+                write_gif(depth_frames, written[-1])
+    return written
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        written = run(args)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f'error: {error.args[0] if error.args else error}', file=sys.stderr)
+        sys.exit(1)
+    tqdm.write(f'wrote {len(written)} files to {args.output_dir}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,175 @@
+"""render_multiview_images.py: angle lists, seeds, watermark, released-pair rendering, CLI."""
+import math
+import os
+
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import configs
+import render_multiview_images as render
+from generators import build_generator
+from test_released_loading import CONFIG, make_released_pair
+from utils.images import to_uint8
+from utils.seeds import parse_seeds, seed_latent
+from utils.watermark import apply_watermark, make_watermark
+
+TINY_SIZE = 16  # render size of the CLI tests (TINY_test's own size)
+
+
+def read_png(path):
+    return np.asarray(Image.open(path))
+
+
+def origin(pitch, yaw):
+    """SPEC §9: (sin p cos y, cos p, sin p sin y)."""
+    return [math.sin(pitch) * math.cos(yaw), math.cos(pitch), math.sin(pitch) * math.sin(yaw)]
+
+
+# ----------------------------------------------------------------------------------- angles
+def test_sweep_even_frames_are_the_released_lists():
+    assert render.sweep_yaw_offsets(4) == pytest.approx([-0.4, 0.0, 0.4, 0.0], abs=1e-12)
+    released = list(np.linspace(-0.4, 0.4, 16)[:-1]) + list(np.linspace(0.4, -0.4, 16)[:-1])
+    assert render.sweep_yaw_offsets(30) == released  # exactly, F = 30
+
+
+def test_sweep_odd_frames_give_every_frame_a_real_angle():
+    # The released lists would hold only 4 angles for F = 5; ours samples the triangle wave at t = i / 5:
+    # -0.4 + 0.8 (1 - |2t - 1|) at t = 0, .2, .4, .6, .8.
+    assert render.sweep_yaw_offsets(5) == pytest.approx([-0.4, -0.08, 0.24, 0.24, -0.08], abs=1e-12)
+    assert render.sweep_yaw_offsets(1) == pytest.approx([-0.4])
+
+
+def test_orbit_and_grid_angles():
+    face = render.camera_family(configs.get_config('FFHQ_default'))
+    carla = render.camera_family(configs.get_config('CARLA_default'))
+    pitches, yaws = render.trajectory_angles('released', 4, carla)
+    assert yaws == pytest.approx([-math.pi / 2, 0.0, math.pi / 2, math.pi])
+    assert pitches == pytest.approx([math.pi / 3] * 4)
+    pitches, yaws = render.trajectory_angles('released', 4, face)
+    assert yaws == pytest.approx([math.pi / 2 - 0.4, math.pi / 2, math.pi / 2 + 0.4, math.pi / 2])
+    assert pitches == [math.pi / 2] * 4
+
+    assert render.grid_shape(30) == (5, 6) and render.grid_shape(7) == (1, 7)
+    pitches, yaws = render.trajectory_angles('grid', 6, face)  # 2 rows x 3 columns, serpentine
+    assert [p - math.pi / 2 for p in pitches] == pytest.approx([-0.2] * 3 + [0.2] * 3)
+    assert [y - math.pi / 2 for y in yaws] == pytest.approx([-0.4, 0.0, 0.4, 0.4, 0.0, -0.4])
+
+
+def test_camera_families():
+    face = render.camera_family(configs.get_config('CATS_default'))
+    assert (face['fov'], face['pitch'], face['lock_view_dependence']) == (12, math.pi / 2, True)
+    for name in ('CARLA_default', 'TINY_test', 'SYNTHETIC_demo'):
+        family = render.camera_family(configs.get_config(name))
+        assert (family['fov'], family['lock_view_dependence']) == (35, False)
+    assert render.camera_origin(math.pi / 2, math.pi / 2) == pytest.approx([0.0, 0.0, 1.0], abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------- seeds
+def test_parse_seeds():
+    assert parse_seeds('0-3') == [0, 1, 2, 3]
+    assert parse_seeds('0,5,9') == [0, 5, 9]
+    assert parse_seeds('3') == [3]
+    assert parse_seeds('1-2, 7') == [1, 2, 7]
+    for bad in ('', 'a', '3-1', '-1', '1,,2', '0-', '1.5'):
+        with pytest.raises(ValueError, match='invalid seeds'):
+            parse_seeds(bad)
+
+
+def test_seed_latent_is_the_released_cpu_draw():
+    torch.manual_seed(11)
+    expected = torch.randn(1, 256)
+    torch.manual_seed(0)  # the global state before the call does not matter
+    assert torch.equal(seed_latent(11, 256, 'cpu'), expected)
+
+
+# ----------------------------------------------------------------------------------- watermark
+def test_watermark_only_touches_the_bottom_right_corner():
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 64, 64) * 2 - 1
+    marked = apply_watermark(img, make_watermark(64, 64))
+    changed = (marked != img).any(dim=1)  # [2, 64, 64]
+    assert changed[:, 48:, 40:].any()                       # visible in the corner
+    assert not changed[:, :48].any() and not changed[:, :, :40].any()  # bit-identical elsewhere
+    alpha, color = make_watermark(64, 64)
+    assert alpha.min() == 0 and 0.5 < alpha.max() <= 1 and color.shape == (3, 64, 64)
+
+
+# ----------------------------------------------------------------------------------- rendering
+def test_released_pair_renders_with_ema_weights(tmp_path):
+    """The script's frames equal a direct call of a generator holding the shadow weights."""
+    generator_path, shadow = make_released_pair(str(tmp_path))
+    out = tmp_path / 'out'
+    render.main(['--generator_file', generator_path, '--config', CONFIG, '--output_dir', str(out),
+                 '--seeds', '3', '--frames', '2', '--no_watermark', '--psi', '0.7'])
+    expected_generator = build_generator(configs.get_config(CONFIG))
+    expected_generator.load_state_dict(shadow)
+    torch.manual_seed(3)
+    z = torch.randn(1, 16)
+    camera = configs.get_config(CONFIG)['camera']
+    for index, yaw in enumerate([-math.pi / 2, math.pi / 2]):  # orbit, 2 frames: offsets -pi, 0
+        with torch.no_grad():
+            img, _ = expected_generator(z, 35, camera['ray_start'], camera['ray_end'], img_size=TINY_SIZE,
+                                        camera_origin=origin(math.pi / 3, yaw), truncation_psi=0.7)
+        np.testing.assert_array_equal(read_png(out / f'grid_3_{index}.png'), to_uint8(img[0], 'truncate'))
+
+    # The watermark run differs from the unmarked frames only in the bottom-right corner.
+    marked_out = tmp_path / 'marked'
+    render.main(['--generator_file', generator_path, '--config', CONFIG, '--output_dir', str(marked_out),
+                 '--seeds', '3', '--frames', '2', '--img_size', '32'])
+    render.main(['--generator_file', generator_path, '--config', CONFIG, '--output_dir', str(out),
+                 '--seeds', '3', '--frames', '2', '--img_size', '32', '--no_watermark'])
+    marked, plain = read_png(marked_out / 'grid_3_1.png'), read_png(out / 'grid_3_1.png')
+    differs = (marked != plain).any(axis=-1)
+    assert differs[24:, 16:].any() and not differs[:24].any() and not differs[:, :16].any()
+
+
+def test_batched_frames_match_single_frames():
+    torch.manual_seed(0)
+    generator = build_generator(configs.get_config(CONFIG)).eval()
+    z = torch.randn(1, generator.z_dim)
+    camera = configs.get_config(CONFIG)['camera']
+    origins = [origin(math.pi / 3, yaw) for yaw in (0.1, 1.0, 2.0)]
+    single, _ = render.render_frames(generator, z, origins, camera, 8, 0.7, False, batch_size=1)
+    batched, _ = render.render_frames(generator, z, origins, camera, 8, 0.7, False, batch_size=2)
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-5)
+
+
+def test_cli_end_to_end_with_video_and_depth(tmp_path):
+    generator_path, _ = make_released_pair(str(tmp_path))
+    out = tmp_path / 'out'
+    render.main(['--generator_file', generator_path, '--config', CONFIG, '--output_dir', str(out),
+                 '--seeds', '0,2', '--frames', '3', '--img_size', str(TINY_SIZE), '--batch_size', '2',
+                 '--video', '--depth', '--device', 'cpu'])
+    for seed in (0, 2):
+        for index in range(3):
+            assert read_png(out / f'grid_{seed}_{index}.png').shape == (TINY_SIZE, TINY_SIZE, 3)
+            assert read_png(out / f'depth_{seed}_{index}.png').shape == (TINY_SIZE, TINY_SIZE)
+        assert not (out / f'grid_{seed}_3.png').exists()
+        assert iio.imread(out / f'grid_{seed}.gif', index=None).shape[0] == 3
+        assert iio.imread(out / f'depth_{seed}.gif', index=None).shape[0] == 3
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out / f'grid_{seed}.mp4'))
+        assert frames == 3
+        depth = np.stack([read_png(out / f'depth_{seed}_{i}.png') for i in range(3)])
+        assert depth.max() == 255  # normalised over the seed's frames: the nearest pixel is white
+    assert not [name for name in os.listdir(out) if name.startswith('.tmp')]  # atomic writes cleaned up
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    generator_path, _ = make_released_pair(str(tmp_path))
+    cases = [
+        (['--generator_file', str(tmp_path / 'missing.pth')], "generator file '"),
+        (['--generator_file', generator_path, '--config', 'SYNTHETIC_demo'],
+         'does not match SYNTHETIC_demo'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--seeds', '5-2'], 'invalid seeds'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--frames', '0'], '--frames must be >= 1'),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            render.main(argv + ['--output_dir', str(tmp_path / 'out')])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith('error: ') and expected in err and '\n' not in err

@@ -1,0 +1,35 @@
+"""Seeds on the command line ('0-19', '0,5,9', '3', or mixed '0-3,7') and the latent of a seed."""
+import re
+
+import torch
+
+_RANGE = re.compile(r'^(\d+)-(\d+)$')  # 'a-b', inclusive, non-negative
+_SINGLE = re.compile(r'^\d+$')
+
+
+def parse_seeds(text):
+    """Return the seeds in `text` as a list of ints, in the order written.
+
+    Items are separated by commas; each is a non-negative int or an inclusive range 'a-b'
+    with a <= b. Raises ValueError with a one-line message otherwise.
+    """
+    seeds = []
+    for item in str(text).replace(' ', '').split(','):
+        single, span = _SINGLE.match(item), _RANGE.match(item)
+        if single:
+            seeds.append(int(item))
+        elif span and int(span.group(1)) <= int(span.group(2)):
+            seeds.extend(range(int(span.group(1)), int(span.group(2)) + 1))
+        else:
+            raise ValueError(f"invalid seeds '{text}': use non-negative ints like '0-19', '0,5,9' or '3'")
+    return seeds
+
+
+def seed_latent(seed, z_dim, device):
+    """The latent of `seed`: torch.manual_seed(seed); torch.randn(1, z_dim) on the CPU, then moved.
+
+    Drawing on the CPU gives a seed the same z on every device (and the released script's z
+    when it runs on a CPU). Returns [1, z_dim] on `device`.
+    """
+    torch.manual_seed(seed)
+    return torch.randn(1, z_dim).to(device)
