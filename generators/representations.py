@@ -54,8 +54,10 @@ class ManifoldPredictor(nn.Module):
 
     def forward(self, points):
         """points [..., 3] (world) -> s [..., 1]."""
-        x = points * PREDICTOR_SCALE - self.center
-        return self.output_layer(self.network(x))
+        x = (points * PREDICTOR_SCALE - self.center).reshape(-1, 3)  # [M, 3]
+        for module in self.network:
+            x = linear(x, module.weight, module.bias) if isinstance(module, nn.Linear) else x.relu_()
+        return linear(x, self.output_layer.weight, self.output_layer.bias).reshape(*points.shape[:-1], 1)
 
 
 class MappingNetwork(nn.Module):
@@ -81,6 +83,15 @@ class MappingNetwork(nn.Module):
         return out[..., :half], out[..., half:]
 
 
+def linear(x, weight, bias):
+    """x [M, in] @ weight.T + bias -> [M, out].
+
+    The bias is added in place after the matmul: cheaper on CPU than addmm, which first copies
+    the broadcast bias into the whole output.
+    """
+    return torch.mm(x, weight.T).add_(bias)
+
+
 def _sin(x):
     """sin, in place when no gradient is recorded (saves a full-size temporary)."""
     return torch.sin(x) if torch.is_grad_enabled() else x.sin_()
@@ -96,15 +107,18 @@ class FiLMLayer(nn.Module):
     def forward(self, x, freq, phase_shift):
         """x [B, N, in]; freq, phase_shift [B, H] -> [B, N, H]."""
         weight = freq.unsqueeze(-1) * self.layer.weight          # [B, H, in]
-        bias = freq * self.layer.bias + phase_shift                 # [B, H]
-        if x.shape[0] == 1:  # addmm with a 1-D bias avoids materialising the broadcast bias
-            return _sin(torch.addmm(bias[0], x[0], weight[0].T).unsqueeze(0))
-        return _sin(torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2)))
+        bias = (freq * self.layer.bias + phase_shift).unsqueeze(1)  # [B, 1, H]
+        return _sin(torch.bmm(x, weight.transpose(1, 2)).add_(bias))
 
 
 def _siren_init_(linear, bound):
     with torch.no_grad():
         linear.weight.uniform_(-bound, bound)
+
+
+def _accumulate_head(raw, feature, weight):
+    """raw [B, N, 4] + feature [B, N, H] @ weight.T ([4, H]) -> [B, N, 4]."""
+    return torch.baddbmm(raw, feature, weight.T.expand(feature.shape[0], -1, -1))
 
 
 class RadianceNetwork(nn.Module):
@@ -145,20 +159,27 @@ class RadianceNetwork(nn.Module):
         """points [B, N, 3], frequencies / phase_shifts [B, 9 H], ray_directions [B, N, 3] -> [B, N, 4]."""
         frequencies = frequencies * FREQUENCY_SCALE + FREQUENCY_OFFSET
         H = self.hidden_dim
+        batch_size, num_points, _ = points.shape
         x = points * self.input_scale
-        sigma = 0
-        rgb = 0
+        # The 14 output heads are linear, so their sum is accumulated as [B, N, 4] = (rgb, sigma):
+        # layers 1-6 feed one fused (colour, sigma) head; layer 7 feeds sigma, the colour layer rgb.
+        head_bias = torch.cat([sum(head.bias for head in self.output_color),
+                               sum(head.bias for head in self.output_sigma)])
+        raw = head_bias.expand(batch_size, num_points, 4)
         for index, layer in enumerate(self.network):
             x = layer(x, frequencies[..., index * H:(index + 1) * H], phase_shifts[..., index * H:(index + 1) * H])
             if index == 0:
                 continue
-            sigma = sigma + self.output_sigma[index - 1](x)
-            if index == NUM_FILM_LAYERS - 1:
+            color_weight = self.output_color[index - 1].weight  # [3, H]
+            sigma_weight = self.output_sigma[index - 1].weight  # [1, H]
+            if index < NUM_FILM_LAYERS - 1:
+                raw = _accumulate_head(raw, x, torch.cat([color_weight, sigma_weight]))
+            else:
                 color_feature = self.color_layer[0](
                     torch.cat([ray_directions, x], dim=-1), frequencies[..., -H:], phase_shifts[..., -H:])
-            else:
-                color_feature = x
-            rgb = rgb + self.output_color[index - 1](color_feature)
+                raw = _accumulate_head(raw, x, torch.cat([torch.zeros_like(color_weight), sigma_weight]))
+                raw = _accumulate_head(raw, color_feature, torch.cat([color_weight, torch.zeros_like(sigma_weight)]))
+        rgb, sigma = raw[..., :3], raw[..., 3:]
         if self.rgb_clamp_mode == 'widen_sigmoid':
             rgb = torch.sigmoid(rgb) * (1 + 2 * WIDEN_SIGMOID_EPS) - WIDEN_SIGMOID_EPS
         else:
