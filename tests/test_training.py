@@ -1,0 +1,289 @@
+"""Training losses and loop helpers on TINY_test (16 px, CPU): patch split, batch split, R1,
+optimiser groups, non-finite handling, checkpoint files."""
+import contextlib
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import configs
+from discriminators import build_discriminator
+from generators import build_generator
+from training import GramLoss, TrainingError, training_loop
+from training.loop import generator_param_groups, take_optimizer_step
+from utils import checkpoint
+
+SEED = 3
+
+
+def tiny_config(*overrides):
+    return configs.apply_overrides(configs.get_config('TINY_test'), list(overrides))
+
+
+def make_loss(config, patch_split=None):
+    """GramLoss on freshly seeded networks (same weights for the same config); fp32, no scaling."""
+    torch.manual_seed(SEED)
+    generator, discriminator = build_generator(config), build_discriminator(config)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    return GramLoss(generator, discriminator, config, scaler, contextlib.nullcontext, patch_split)
+
+
+def grads(module):
+    return {name: p.grad.clone() for name, p in module.named_parameters()}
+
+
+def generator_grads(config, patch_split=None, batch_size=2):
+    loss = make_loss(config, patch_split)
+    torch.manual_seed(SEED + 1)
+    losses = loss.accumulate_generator(batch_size, torch.device('cpu'))
+    return grads(loss.generator), losses['G']
+
+
+def write_tiny_dataset(root, count=6, size=16):
+    """Random images in the CARLA layout: <root>/<name>.png + <root>/poses/<name>_extrinsics.npy."""
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(root, 'poses'), exist_ok=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(os.path.join(root, f'{i:02d}.png'))
+        cam2world = np.eye(4)
+        origin = rng.normal(size=3)
+        cam2world[:3, 3] = origin / np.linalg.norm(origin)
+        np.save(os.path.join(root, 'poses', f'{i:02d}_extrinsics.npy'), cam2world)
+    return root
+
+
+# --------------------------------------------------------------------------------------------- G phase
+def test_patch_split_gradients_equal_whole_image_gradients():
+    config = tiny_config()
+    whole, whole_loss = generator_grads(config, patch_split=None)
+    for patch_split in (2, 4):
+        patched, patched_loss = generator_grads(config, patch_split=patch_split)
+        assert patched_loss.item() == pytest.approx(whole_loss.item(), rel=1e-6)
+        assert list(patched) == list(whole)  # every generator parameter
+        for name in whole:
+            scale = whole[name].abs().max().item()
+            assert scale > 0, f'{name} got no gradient'
+            assert torch.allclose(patched[name], whole[name], rtol=1e-4, atol=1e-5 * scale), name
+
+
+def test_patch_split_renders_the_whole_image():
+    loss_whole, loss_patch = make_loss(tiny_config()), make_loss(tiny_config(), patch_split=4)
+    z = torch.randn(2, loss_whole.generator.z_dim)
+    torch.manual_seed(0)
+    img, pos = loss_whole.render(z)
+    torch.manual_seed(0)
+    img_patch, pos_patch = loss_patch.render(z)  # only the first band draws the pose
+    assert img_patch.shape == (2, 3, 16, 16)
+    assert torch.equal(pos_patch, pos)
+    assert torch.allclose(img_patch, img, atol=1e-6)
+
+
+def test_batch_split_sums_chunk_losses():
+    # With a fixed pose there are no pose draws, so both runs see the same z. Each chunk loss is a
+    # mean over its samples, and chunk losses are summed (not averaged): batch 2 in 2 chunks of 1
+    # gives twice the gradient of batch 2 in one chunk (up to float rounding of the batched render).
+    fixed_pose = 'generator.kwargs.sample_dist=fixed'
+    one, loss_one = generator_grads(tiny_config(fixed_pose, 'process.batch_split=1'))
+    two, loss_two = generator_grads(tiny_config(fixed_pose, 'process.batch_split=2'))
+    assert loss_two.item() == pytest.approx(2 * loss_one.item(), rel=1e-5)
+    for name in one:
+        assert torch.allclose(two[name], 2 * one[name], rtol=1e-4, atol=1e-4 * one[name].abs().max().item()), name
+
+
+def test_batch_split_must_divide_the_batch():
+    loss = make_loss(tiny_config('process.batch_split=2'))
+    with pytest.raises(ValueError, match='not divisible'):
+        loss.accumulate_generator(3, torch.device('cpu'))
+
+
+def test_patch_split_must_be_power_of_two():
+    with pytest.raises(ValueError, match='power of 2'):
+        make_loss(tiny_config(), patch_split=3)
+
+
+# --------------------------------------------------------------------------------------------- D phase
+def test_r1_penalty_matches_per_sample_autograd():
+    loss = make_loss(tiny_config())
+    real = torch.randn(3, 3, 16, 16, requires_grad=True)
+    logits, _ = loss.discriminator(real)
+    penalty = loss.r1_penalty(logits, real)
+    # Independent: one image at a time, ||d D(x_b) / d x_b||^2, averaged over the batch.
+    norms = []
+    for b in range(3):
+        x = real[b:b + 1].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss.discriminator(x)[0].sum(), x)
+        norms.append(grad.pow(2).sum())
+    expected = torch.stack(norms).mean()
+    assert expected > 0
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_discriminator_phase_equals_the_spec_formula():
+    config = tiny_config('process.r1_lambda=3.0', 'process.r1_interval=2', 'process.batch_split=2')
+    loss = make_loss(config)
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    real_pos = torch.tensor([[1.2, 1.4], [0.8, 2.0]])
+    torch.manual_seed(7)
+    terms = loss.accumulate_discriminator(real, real_pos, apply_r1=True)
+    ours = grads(loss.discriminator)
+
+    # Independent computation of SPEC §6's d_loss with the same draws: z for the whole batch, then
+    # each chunk's poses inside its generator call.
+    reference = make_loss(config)
+    generator, discriminator = reference.generator, reference.discriminator
+    camera = config['camera']
+    torch.manual_seed(7)
+    z = torch.randn(2, generator.z_dim)
+    with torch.no_grad():
+        chunks = [generator(z[i:i + 1], camera['fov'], camera['ray_start'], camera['ray_end'], img_size=16)
+                  for i in range(2)]
+    fake, fake_pos = torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+    x = real.clone().requires_grad_(True)
+    real_logits, real_pos_pred = discriminator(x)
+    fake_logits, fake_pos_pred = discriminator(fake)
+    (grad_x,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
+    r1 = grad_x.pow(2).sum(dim=(1, 2, 3)).mean()
+    d_loss = (F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+              + 0.5 * 3.0 * 2 * r1                                   # lazy R1: scaled by the interval
+              + 15.0 * F.mse_loss(fake_pos_pred, fake_pos)           # pos_lambda
+              + 15.0 * F.mse_loss(real_pos_pred, real_pos))          # real_pos_lambda
+    d_loss.backward()
+    assert terms['D'].item() == pytest.approx(d_loss.item(), rel=1e-5)
+    assert terms['D_r1'].item() == pytest.approx(3.0 * r1.item(), rel=1e-5)
+    for name, param in discriminator.named_parameters():
+        assert torch.allclose(ours[name], param.grad, rtol=1e-4, atol=1e-7), name
+    assert all(p.grad is None for p in loss.generator.parameters())  # fakes had no gradients
+
+
+def test_discriminator_phase_with_patch_split_matches_whole_images():
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    real_pos = torch.tensor([[1.2, 1.4], [0.8, 2.0]])
+    results = []
+    for patch_split in (None, 4):
+        loss = make_loss(tiny_config(), patch_split)
+        torch.manual_seed(11)
+        terms = loss.accumulate_discriminator(real, real_pos, apply_r1=False)
+        results.append((terms, grads(loss.discriminator)))
+    (terms_a, grads_a), (terms_b, grads_b) = results
+    assert 'D_r1' not in terms_a
+    assert terms_b['D'].item() == pytest.approx(terms_a['D'].item(), rel=1e-5)
+    for name in grads_a:
+        assert torch.allclose(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_r1_schedule():
+    loss = make_loss(tiny_config('process.r1_interval=4'))
+    assert [loss.r1_due(step) for step in range(6)] == [True, False, False, False, True, False]
+    assert not make_loss(tiny_config('process.r1_lambda=0.0')).r1_due(0)
+
+
+# --------------------------------------------------------------------------------------------- loop helpers
+def test_generator_param_groups_in_released_order():
+    config = configs.get_config('TINY_test')  # CARLA-based: sampling_network_lr is set
+    generator = build_generator(config)
+    groups = generator_param_groups(generator, config['optimizer'])
+    assert [g['name'] for g in groups] == ['sampling_network', 'generator']
+    assert groups[0]['lr'] == config['optimizer']['sampling_network_lr']
+    assert 'lr' not in groups[1]  # takes gen_lr from the optimiser
+    assert [id(p) for p in groups[0]['params']] == [id(p) for p in generator.representation.sample_network.parameters()]
+
+    optimizer_config = {**config['optimizer'], 'mapping_network_lr': 1e-6}
+    groups = generator_param_groups(generator, optimizer_config)
+    assert [g['name'] for g in groups] == ['sampling_network', 'generator', 'mapping_network']
+    ids = [id(p) for g in groups for p in g['params']]
+    assert sorted(ids) == sorted(id(p) for p in generator.parameters()) and len(set(ids)) == len(ids)
+
+    ffhq_groups = generator_param_groups(generator, {'gen_lr': 2e-5})
+    assert [g['name'] for g in ffhq_groups] == ['generator']
+
+
+def test_take_optimizer_step_skips_non_finite():
+    module = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.1, betas=(0.0, 0.9))
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    before = [p.detach().clone() for p in module.parameters()]
+
+    out = module(torch.ones(1, 2)).sum() * float('nan')
+    out.backward()
+    assert not take_optimizer_step(optimizer, list(module.parameters()), out, scaler, grad_clip=1.0)
+    assert all(torch.equal(p, b) for p, b in zip(module.parameters(), before))
+    assert all(p.grad is None for p in module.parameters())
+
+    out = module(torch.ones(1, 2)).sum()
+    out.backward()
+    assert take_optimizer_step(optimizer, list(module.parameters()), out, scaler, grad_clip=1.0)
+    assert not torch.equal(module.weight, before[0])
+
+
+def test_gradient_clipping_at_grad_clip():
+    module = torch.nn.Linear(4, 1, bias=False)
+    optimizer = torch.optim.SGD(module.parameters(), lr=1.0)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    before = module.weight.detach().clone()
+    out = (module(torch.full((1, 4), 100.0))).sum()  # gradient 100 per weight, norm 200
+    out.backward()
+    take_optimizer_step(optimizer, list(module.parameters()), out, scaler, grad_clip=0.3)
+    step = before - module.weight.detach()
+    assert step.norm().item() == pytest.approx(0.3, rel=1e-4)  # SGD lr 1: the update is the clipped grad
+
+
+def test_training_stops_after_repeated_non_finite_losses(tmp_path, capsys):
+    config = tiny_config('optimizer.disc_lr=1e30')  # D weights explode after one step
+    with pytest.raises(TrainingError, match=r'3 iterations in a row had a non-finite loss'):
+        training_loop(config, str(tmp_path / 'run'), torch.device('cpu'),
+                      data_dir=write_tiny_dataset(str(tmp_path / 'data')), max_steps=8, log_interval=100,
+                      num_workers=0, max_nonfinite=3)
+    assert not os.path.exists(tmp_path / 'run' / 'checkpoints')  # nothing NaN was saved
+    out = capsys.readouterr().out
+    # Step 1: D's update (finite loss) blew it up, so G's loss is already non-finite; then both.
+    assert 'step 1: non-finite G loss, update skipped (1 in a row)' in out
+    assert 'step 3: non-finite D and G loss, update skipped (3 in a row)' in out
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+def _fake_state(step, config):
+    return {'step': step, 'epoch': 0, 'config': checkpoint.config_to_json(config), 'generator': {},
+            'discriminator': {}, 'ema': {}, 'ema2': {}, 'optimizer_G': {}, 'optimizer_D': {}, 'scaler': {},
+            'rng': {'torch_cpu': torch.get_rng_state()[None], 'world_size': 1, 'batch_in_epoch': 0}}
+
+
+def test_newest_complete_checkpoint_is_found(tmp_path):
+    config = configs.get_config('TINY_test')
+    checkpoint.save_checkpoint(str(tmp_path), _fake_state(10, config))
+    checkpoint.save_checkpoint(str(tmp_path), _fake_state(20, config))
+    truncated = checkpoint.checkpoint_path(str(tmp_path), 30)
+    with open(checkpoint.checkpoint_path(str(tmp_path), 20), 'rb') as handle:
+        data = handle.read()
+    with open(truncated, 'wb') as handle:
+        handle.write(data[:len(data) // 2])  # an interrupted copy
+    path, state = checkpoint.find_latest_checkpoint(str(tmp_path))
+    assert path.endswith('step_0000020.pt') and state['step'] == 20
+    assert isinstance(state['config']['camera']['fov'], int)
+    assert state['config']['generator']['representation']['kwargs']['center'] == [0, 0, 0]  # tuples -> lists
+
+
+def test_no_checkpoint_is_one_clear_error(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match='no complete checkpoint'):
+        checkpoint.find_latest_checkpoint(str(tmp_path))
+
+
+def test_prune_keeps_permanent_and_newest(tmp_path):
+    config = configs.get_config('TINY_test')
+    for step in (2, 4, 5, 6):
+        checkpoint.save_checkpoint(str(tmp_path), _fake_state(step, config))
+    checkpoint.prune_checkpoints(str(tmp_path), keep_every=4, keep_step=6)
+    steps = [step for step, _ in checkpoint.list_checkpoints(str(tmp_path / 'checkpoints'))]
+    assert steps == [4, 6]
+
+
+def test_model_config_mismatch_and_other_differences():
+    config = configs.get_config('TINY_test')
+    changed_lr = configs.apply_overrides(config, ['optimizer.gen_lr=1e-3'])
+    assert checkpoint.check_same_model(config, changed_lr, 'ckpt.pt') == ['optimizer.gen_lr: 2e-05 -> 0.001']
+    with pytest.raises(checkpoint.CheckpointError, match=r'another config \(generator\.kwargs\.z_dim: 16 -> 8\)'):
+        checkpoint.check_same_model(config, configs.apply_overrides(config, ['generator.kwargs.z_dim=8']), 'ckpt.pt')
+    assert math.isclose(configs.get_config('CARLA_default')['optimizer']['sampling_network_lr'], 2e-6)
