@@ -1,0 +1,168 @@
+"""train.py end to end on CPU (TINY_test, 16 px, a few steps): outputs, exact resume, two ranks
+under torchrun, one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import configs
+from conftest import ROOT
+from generators import build_generator
+from test_training import write_tiny_dataset
+
+TRAIN = os.path.join(ROOT, 'train.py')
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), 'torchrun')
+STEPS = 5          # 6 images, batch 2: 3 batches per epoch, so step 2 is mid-epoch, step 5 in epoch 1
+TIMEOUT = 300      # seconds per subprocess (generous: the machine is shared)
+
+
+def run_train(*args, launcher=(sys.executable,), check=True):
+    """Run train.py on the CPU with one thread per process (same arithmetic in every run)."""
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+    command = [*launcher, TRAIN, '--device', 'cpu', '--num_workers', '0', *args]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def common(data_dir, output_dir):
+    return ['--config', 'TINY_test', '--data_dir', data_dir, '--output_dir', output_dir,
+            '--sample_interval', '2', '--model_save_interval', '2', '--log_interval', '1']
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    return write_tiny_dataset(str(tmp_path_factory.mktemp('data')))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(data_dir, tmp_path_factory):
+    """A run of STEPS iterations in one go; returns its output folder."""
+    output_dir = str(tmp_path_factory.mktemp('uninterrupted'))
+    run_train(*common(data_dir, output_dir), '--max_steps', str(STEPS))
+    return output_dir
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def assert_same(a, b, where='checkpoint'):
+    """Recursively equal: tensors bitwise, everything else with ==."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key in a:
+            assert_same(a[key], b[key], f'{where}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f'{where}[{i}]')
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f'{where} differs by {(a.double() - b.double()).abs().max().item()}'
+    else:
+        assert a == b, f'{where}: {a} != {b}'
+
+
+def test_training_writes_checkpoints_snapshots_and_logs(uninterrupted):
+    # Checkpoints: every sample/save interval (2, 4) and at the end (5); all weights_only-loadable.
+    names = sorted(os.listdir(os.path.join(uninterrupted, 'checkpoints')))
+    assert names == ['step_0000002.pt', 'step_0000004.pt', 'step_0000005.pt']
+    state = load(os.path.join(uninterrupted, 'checkpoints', 'step_0000005.pt'))
+    assert state['format'] == 'gram-checkpoint' and state['version'] == 1
+    assert (state['step'], state['epoch']) == (STEPS, 1)
+    assert state['ema']['num_updates'] == STEPS and state['ema']['decay'] == 0.999
+    assert state['ema2']['num_updates'] == STEPS and state['ema2']['decay'] == 0.9999
+    assert state['rng']['batch_in_epoch'] == 2 and state['rng']['world_size'] == 1
+    config = configs.get_config('TINY_test')
+    assert state['config']['process'] == config['process']
+
+    # generator_ema.pth: the EMA weights as a plain state_dict that a fresh generator loads strictly.
+    ema_weights = load(os.path.join(uninterrupted, 'generator_ema.pth'))
+    assert_same(ema_weights, state['ema']['shadow'])
+    generator = build_generator(config)
+    generator.load_state_dict(ema_weights)
+    assert not torch.equal(ema_weights['representation.sample_network.network.0.weight'],
+                           state['generator']['representation.sample_network.network.0.weight'])
+
+    # Snapshots: 5 x 5 grids of 16 px images with 2 px padding -> 92 x 92, front and tilted.
+    from PIL import Image
+    for step in (2, 4, 5):
+        for view in ('front', 'tilted'):
+            with Image.open(os.path.join(uninterrupted, 'snapshots', f'{step:07d}_{view}.png')) as grid:
+                assert grid.size == (92, 92)
+
+    # Logs: one stats line per step (log_interval 1), TensorBoard events, resolved config JSON.
+    with open(os.path.join(uninterrupted, 'stats.jsonl')) as handle:
+        stats = [json.loads(line) for line in handle]
+    assert [s['step'] for s in stats] == list(range(1, STEPS + 1))
+    assert {'loss/D', 'loss/G', 'loss/D_r1', 'loss/D_pos', 'loss/D_real_pos', 'img_per_s', 'sec_per_iter'} <= set(stats[0])
+    assert all(torch.isfinite(torch.tensor(s['loss/D'])) for s in stats)
+    assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(uninterrupted, 'tensorboard')))
+    with open(os.path.join(uninterrupted, 'config.json')) as handle:
+        assert json.load(handle)['global']['img_size'] == 16
+
+
+def test_resume_continues_exactly(data_dir, uninterrupted, tmp_path):
+    output_dir = str(tmp_path / 'resumed')
+    run_train(*common(data_dir, output_dir), '--max_steps', '2')
+    result = run_train(*common(data_dir, output_dir), '--max_steps', str(STEPS), '--load_dir', output_dir)
+    assert f"resumed from {os.path.join(output_dir, 'checkpoints', 'step_0000002.pt')} at step 2 (epoch 0)" in result.stdout
+    resumed = load(os.path.join(output_dir, 'checkpoints', 'step_0000005.pt'))
+    reference = load(os.path.join(uninterrupted, 'checkpoints', 'step_0000005.pt'))
+    # Everything: G, D, both EMAs (+ counts), optimisers, step, epoch, RNG state.
+    assert_same(resumed, reference)
+
+
+def test_two_ranks_under_torchrun_stay_identical(data_dir, tmp_path):
+    output_dir, rank_dir = str(tmp_path / 'ddp'), str(tmp_path / 'ranks')
+    launcher = (TORCHRUN, '--standalone', '--nproc_per_node=2')
+    result = run_train(*common(data_dir, output_dir), '--max_steps', '2', '--set', 'global.batch_size=1',
+                       '--rank_state_dir', rank_dir, launcher=launcher)
+    assert 'training finished at step 2' in result.stdout
+    assert result.stdout.count('training finished') == 1  # only rank 0 logs
+    rank0, rank1 = load(os.path.join(rank_dir, 'rank_0.pt')), load(os.path.join(rank_dir, 'rank_1.pt'))
+    assert_same(rank0, rank1, 'rank states')
+    saved = load(os.path.join(output_dir, 'checkpoints', 'step_0000002.pt'))
+    assert saved['rng']['world_size'] == 2
+    assert saved['rng']['torch_cpu'].shape[0] == 2
+    assert not torch.equal(saved['rng']['torch_cpu'][0], saved['rng']['torch_cpu'][1])  # per-rank seeds
+    assert_same(saved['generator'], rank0['generator'])
+
+
+def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path):
+    output_dir = str(tmp_path / 'dry')
+    result = run_train('--config', 'TINY_test', '--output_dir', output_dir, '--dry_run',
+                       '--set', 'global.batch_size=4', '--set', 'process.r1_interval=2')
+    printed = json.loads(result.stdout)
+    assert printed['config']['global']['batch_size'] == 4
+    assert printed['config']['process']['r1_interval'] == 2
+    assert printed['options']['precision'] == 'fp32'
+    assert not os.path.exists(output_dir)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config', 'NOT_A_CONFIG'], "argument --config: invalid choice: 'NOT_A_CONFIG'"),
+    (['--config', 'TINY_test', '--patch_split', '3'], '--patch_split must be a power of 2'),
+    (['--config', 'TINY_test', '--set', 'global.no_such_key=1'], "unknown config key 'global.no_such_key'"),
+    (['--config', 'TINY_test', '--data_dir', '/nonexistent/gram-data'], "dataset folder '/nonexistent/gram-data' not found"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    result = run_train(*args, '--output_dir', str(tmp_path / 'out'), check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert 'Traceback' not in result.stderr + result.stdout
+
+
+def test_checkpoint_from_another_config_is_one_clear_line(data_dir, uninterrupted, tmp_path):
+    result = run_train('--config', 'SYNTHETIC_demo', '--set', 'global.batch_size=2', '--data_dir', data_dir,
+                       '--output_dir', str(tmp_path / 'out'), '--load_dir', uninterrupted, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert 'was trained with another config' in lines[0] and 'step_0000005.pt' in lines[0]
