@@ -20,6 +20,15 @@ from utils import checkpoint
 SEED = 3
 
 
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """These tensors are tiny: one thread is faster, and immune to a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(*overrides):
     return configs.apply_overrides(configs.get_config('TINY_test'), list(overrides))
 

@@ -123,6 +123,12 @@ def training_loop(
     total_steps = max_steps if max_steps is not None else n_epochs * len(loader)
     progress = ProgressLog(output_dir, is_main, log_interval, batch_size * world_size, step, total_steps)
 
+    def snapshot(step):
+        """Render the fixed latents (rank 0 only) and save the grids."""
+        if is_main:
+            progress.save_snapshots(step, render_snapshots(generator, snapshot_z, loss.render_kwargs, batch_size,
+                                                           autocast))
+
     def save(step, epoch, batch_in_epoch):
         """Checkpoint + generator_ema.pth (collective: every rank contributes its RNG state)."""
         rng = collect_rng_state(device, batch_in_epoch)
@@ -183,9 +189,8 @@ def training_loop(
                 batch_in_epoch += 1
                 progress.record(step, {**d_losses, **g_losses})
                 done = step >= total_steps
-                if is_main and (step % sample_interval == 0 or done):
-                    images = render_snapshots(generator, snapshot_z, loss.render_kwargs, batch_size, autocast)
-                    progress.save_snapshots(step, images)
+                if step % sample_interval == 0 or done:
+                    snapshot(step)
                 if step % sample_interval == 0 or step % model_save_interval == 0 or done:
                     save(step, epoch, batch_in_epoch)
                 if done:
@@ -194,6 +199,7 @@ def training_loop(
                 epoch += 1
                 batch_in_epoch = 0
                 if epoch >= n_epochs:
+                    snapshot(step)
                     save(step, epoch, batch_in_epoch)
                     done = True
     finally:
