@@ -1,6 +1,7 @@
 """FID / KID / IS: the statistics against independent numpy / scipy code, the folder plumbing with
 an injected tiny feature extractor, and the offline Inception sources (fid-helper network)."""
 import copy
+import json
 import os
 
 import numpy as np
@@ -315,3 +316,86 @@ def test_pytorch_fid_plumbing_matches_independent_computation(tmp_path):
     expected = numpy_fid(quadrant_features(fake) / 255, quadrant_features(real) / 255)  # pytorch-fid reads [0, 1]
     assert expected > 0.01
     assert distance == pytest.approx(expected, rel=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# fid_evaluation.py: seeds, the real-image cache, the command line.
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """A TINY_test generator state_dict and a 6-image synthetic dataset at 16 px."""
+    from configs import get_config
+    from datasets.synthetic import render_synthetic_dataset
+    from generators import build_generator
+    folder = tmp_path_factory.mktemp('tiny_run')
+    render_synthetic_dataset(str(folder / 'data'), num_images=6, img_size=16, seed=0, workers=1, progress=False)
+    torch.manual_seed(0)
+    generator = build_generator(get_config('TINY_test'))
+    torch.save(generator.state_dict(), folder / 'generator_ema.pth')
+    return folder, generator
+
+
+def test_image_seed_is_the_render_script_seed(tiny_run):
+    import fid_evaluation
+    from utils.seeds import seed_latent
+    _, generator = tiny_run
+    z, camera_pos = fid_evaluation.image_latent_and_pose(generator, 5)
+    torch.testing.assert_close(z, seed_latent(5, generator.z_dim, 'cpu'), rtol=0, atol=0)
+    z_again, camera_pos_again = fid_evaluation.image_latent_and_pose(generator, 5)
+    assert torch.equal(z, z_again) and torch.equal(camera_pos, camera_pos_again)
+    assert not torch.equal(fid_evaluation.image_latent_and_pose(generator, 6)[1], camera_pos)
+
+
+def test_real_images_are_written_once_and_reused(tiny_run, tmp_path):
+    import fid_evaluation
+    from configs import get_config
+    folder, _ = tiny_run
+    lines = []
+    real_dir, count = fid_evaluation.prepare_real_images(get_config('TINY_test'), str(folder / 'data'), 10,
+                                                         str(tmp_path), seed=0, log=lines.append)
+    assert count == 6 and 'fewer than --num_real_images 10' in lines[0]
+    assert os.path.basename(real_dir).startswith('PosedImageFolder_data_') and real_dir.endswith('_16px_6')
+    assert len(os.listdir(real_dir)) == 7  # 6 PNGs + the completion marker
+    assert Image.open(os.path.join(real_dir, '000000.png')).size == (16, 16)
+    stamp = os.path.getmtime(os.path.join(real_dir, '000003.png'))
+    again, _ = fid_evaluation.prepare_real_images(get_config('TINY_test'), str(folder / 'data'), 6, str(tmp_path),
+                                                  seed=0, log=lines.append)
+    assert again == real_dir and 'reusing 6 real images' in lines[-1]
+    assert os.path.getmtime(os.path.join(real_dir, '000003.png')) == stamp
+
+
+def test_cli_end_to_end_offline(tiny_run, tmp_path, monkeypatch, capsys):
+    """KID with the fid-helper features on 3 + 3 images, IS refused, and the consistency metric.
+
+    (FID goes through the same feature path; its 2048 x 2048 eigenvalue problem alone takes
+    ~20 s on this CPU, so the FID arithmetic is tested on small features above instead.)"""
+    import fid_evaluation
+    folder, _ = tiny_run
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
+    fid_evaluation.main(['--config', 'TINY_test', '--generator_file', str(folder / 'generator_ema.pth'),
+                         '--output_dir', str(tmp_path / 'out'), '--data_dir', str(folder / 'data'),
+                         '--real_cache_dir', str(tmp_path / 'real'), '--num_real_images', '3', '--num_images', '3',
+                         '--metrics', 'kid,is,consistency', '--num_consistency_seeds', '2', '--offline',
+                         '--no_watermark'])
+    with open(tmp_path / 'out' / 'metrics.json') as handle:
+        record = json.load(handle)
+    results = record['results']
+    assert set(results) >= {'kid_mean', 'kid_std', 'consistency_error', 'consistency_coverage'}
+    assert 'is_mean' not in results and any('IS not computed' in note for note in record['notes'])
+    assert np.isfinite(results['kid_mean']) and results['kid_std'] >= 0
+    assert 0 <= results['consistency_error'] < 1 and 0 < results['consistency_coverage'] <= 1
+    assert 'fid-helper' in record['feature_sources']['torch-fidelity']
+    assert sorted(os.listdir(tmp_path / 'out' / 'generated')) == ['000000.png', '000001.png', '000002.png']
+    assert 'kid_mean: ' in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tiny_run, tmp_path, capsys):
+    import fid_evaluation
+    folder, _ = tiny_run
+    with pytest.raises(SystemExit) as exit_info:
+        fid_evaluation.main(['--generator_file', str(folder / 'generator_ema.pth'), '--config', 'TINY_test',
+                             '--output_dir', str(tmp_path), '--metrics', 'fid,ppl'])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --metrics 'fid,ppl': use a comma list of fid, kid, is, consistency"]
