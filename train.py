@@ -92,6 +92,11 @@ def resolve_settings(args):
     config = configs.apply_overrides(configs.get_config(args.config), args.set)
     if args.patch_split is not None and not is_power_of_two(args.patch_split):
         raise ValueError(f"--patch_split must be a power of 2 (1, 2, 4, 8, ...), got {args.patch_split}")
+    img_size = config['global']['img_size']
+    for section in ('discriminator', 'dataset'):
+        if config[section]['kwargs'].get('img_size', img_size) != img_size:
+            raise ValueError(f"global.img_size={img_size} but {section}.kwargs.img_size="
+                             f"{config[section]['kwargs']['img_size']}; --set them to the same value")
     batch_size, batch_split = config['global']['batch_size'], config['process']['batch_split']
     if batch_split < 1 or batch_size % batch_split != 0:
         raise ValueError(f"global.batch_size={batch_size} is not divisible by process.batch_split={batch_split}; "

@@ -30,7 +30,8 @@ def parse_args(argv=None):
     parser.add_argument('--patch_splits', default='none,4', help="comma-separated settings; 'none' = whole images")
     parser.add_argument('--steps', type=int, default=3, help='timed iterations per setting')
     parser.add_argument('--warmup', type=int, default=1, help='untimed iterations first')
-    parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch CPU threads (more than 1 stalls badly when other processes share the cores)')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)  # internal: run one setting
     return parser.parse_args(argv)
 

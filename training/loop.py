@@ -88,9 +88,11 @@ def training_loop(
 
     loss = GramLoss(generator, discriminator, config, scaler, autocast, patch_split)
 
+    # From here on every rank draws its own random numbers (z, poses, flips).
+    torch.manual_seed(seed * world_size + rank)
+
     # Resume: weights, optimisers, EMAs, step, epoch, data position and RNG state.
     step, epoch, batch_in_epoch, rng_state = 0, 0, 0, None
-    torch.manual_seed(seed * world_size + rank)  # per-rank draws (z, poses, flips)
     if load_dir is not None:
         path, state = checkpoint.find_latest_checkpoint(load_dir, map_location=device)
         other_settings = checkpoint.check_same_model(state['config'], config, path)
@@ -210,6 +212,7 @@ def training_loop(
         atomic_torch_save({'generator': generator.state_dict(), 'discriminator': discriminator.state_dict(),
                            'ema': ema.state_dict(), 'ema2': ema2.state_dict()},
                           os.path.join(rank_state_dir, f'rank_{rank}.pt'))
+    distributed.barrier()  # nobody leaves before rank 0 has written its last files
     distributed.print0(f"training finished at step {step}")
     return step
 
