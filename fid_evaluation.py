@@ -79,7 +79,8 @@ def prepare_real_images(config, data_dir, count, cache_root, seed, log):
     if count > len(dataset):
         log(f"note: the dataset has {len(dataset)} images, fewer than --num_real_images {count}; using all")
         count = len(dataset)
-    folder = os.path.join(cache_root, real_images_key(config['dataset']['class'], dataset.root, dataset.img_size, count))
+    key = real_images_key(config['dataset']['class'], dataset.root, dataset.img_size, count)
+    folder = os.path.join(cache_root, key)
     if os.path.isfile(os.path.join(folder, COMPLETE_MARKER)) and len(list_images(folder)) == count:
         log(f"reusing {count} real images in {folder}")
         return folder, count

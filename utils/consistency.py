@@ -42,7 +42,8 @@ def project(points, cam2world, fov):
     camera_points = torch.einsum('bji,bpj->bpi', rotation, points - origin[:, None, :])  # R^T (p - o)
     in_front = camera_points[..., 2] < 0
     # A direction proportional to (x, y, focal) with focal = -1 / tan(fov / 2) < 0: scale by focal / z.
-    scale = cameras.focal_depth(fov) / torch.where(in_front, camera_points[..., 2], -torch.ones_like(camera_points[..., 2]))
+    safe_z = torch.where(in_front, camera_points[..., 2], -torch.ones_like(camera_points[..., 2]))  # no 0 division
+    scale = cameras.focal_depth(fov) / safe_z
     pixel_xy = camera_points[..., :2] * scale[..., None]
     return pixel_xy, camera_points.norm(dim=-1), in_front
 
