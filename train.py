@@ -47,7 +47,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None):
-    parser = OneLineParser(description='Train GRAM.', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description='Train GRAM. Launch commands: see the top of train.py.')
     group = parser.add_argument_group('what to train')
     group.add_argument('--config', required=True, choices=list(configs.CONFIGS), help='named config')
     group.add_argument('--set', action='append', default=[], metavar='KEY.PATH=VALUE',
@@ -61,25 +61,25 @@ def parse_args(argv=None):
                        help='resume from the newest complete checkpoint in this run folder')
     group.add_argument('--set_step', type=int, default=None, help='override the step counter after resuming')
     group = parser.add_argument_group('how long, how often')
-    group.add_argument('--n_epochs', type=int, default=3000, help='stop after this many epochs')
-    group.add_argument('--max_steps', type=int, default=None, help='stop after this many iterations in total')
+    group.add_argument('--n_epochs', type=int, default=3000, help='stop after this many epochs (default: %(default)s)')
+    group.add_argument('--max_steps', type=int, default=None, help='stop after this many iterations in total (default: no limit)')
     group.add_argument('--sample_interval', type=int, default=500,
-                       help='snapshot grids and a rolling checkpoint every this many steps')
+                       help='snapshot grids and a rolling checkpoint every this many steps (default: %(default)s)')
     group.add_argument('--model_save_interval', type=int, default=5000,
-                       help='permanent checkpoint every this many steps')
+                       help='permanent checkpoint every this many steps (default: %(default)s)')
     group.add_argument('--log_interval', type=int, default=50,
-                       help='log line, stats.jsonl and TensorBoard scalars every this many steps')
+                       help='log line, stats.jsonl and TensorBoard scalars every this many steps (default: %(default)s)')
     group = parser.add_argument_group('how')
     group.add_argument('--patch_split', type=int, default=None,
-                       help='render and back-propagate fakes in this many patches (power of 2) to save memory')
+                       help='render and back-propagate fakes in this many patches (power of 2) to save memory (default: whole images)')
     group.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'],
-                       help='autocast precision; auto = fp16 (+ loss scaling) on CUDA, fp32 elsewhere')
-    group.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'mps'")
-    group.add_argument('--seed', type=int, default=0, help='base seed (rank r draws from seed * world + r)')
+                       help='autocast precision; auto (default) = fp16 with loss scaling on CUDA, fp32 elsewhere')
+    group.add_argument('--device', default='auto', help="'auto' (default: cuda > mps > cpu), 'cpu', 'cuda' or 'mps'")
+    group.add_argument('--seed', type=int, default=0, help='base seed; rank r draws from seed * world + r (default: %(default)s)')
     group.add_argument('--num_workers', type=int, default=None,
                        help='DataLoader worker processes (default: 0 for small datasets, else up to 4)')
     group.add_argument('--port', type=int, default=DEFAULT_PORT,
-                       help='rendezvous port when spawning one process per GPU (torchrun sets its own)')
+                       help='rendezvous port when spawning one process per GPU; torchrun sets its own (default: %(default)s)')
     group = parser.add_argument_group('checks')
     group.add_argument('--dry_run', action='store_true', help='print the resolved config and exit')
     group.add_argument('--rank_state_dir', default=None,
