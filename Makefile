@@ -1,10 +1,35 @@
-# Two commands on a fresh machine: `make test` and `make demo`.
+# Two commands on a fresh machine: `make demo` (renders the shipped model) and `make test`.
+# Both create .venv and install requirements.txt on first use.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test benchmark clean-venv
+# Demo settings (override on the command line, e.g. `make demo-train DEMO_STEPS=2000`).
+# the shipped model (generator + EMA + config)
+DEMO_MODEL      ?= demo/synthetic_demo.pt
+# where `make demo` writes
+DEMO_OUT        ?= outputs/demo
+# identities rendered by `make demo`
+DEMO_SEEDS      ?= 0-5
+# render resolution (trained at 32 px)
+DEMO_SIZE       ?= 128
+# density level of the demo mesh
+DEMO_THRESHOLD  ?= 10
+# marching-cubes grid of the demo mesh (points per axis)
+DEMO_MESH_RESOLUTION ?= 128
+# training iterations of `make demo-train`
+DEMO_STEPS      ?= 8000
+# seed of the dataset and of training
+DEMO_SEED       ?= 0
+# size of the built-in synthetic dataset
+DEMO_NUM_IMAGES ?= 10000
+# where the dataset is generated
+DEMO_DATA       ?= data/synthetic
+# training run folder (resumed when present)
+DEMO_RUN        ?= runs/demo
+
+.PHONY: install test demo demo-train benchmark clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,6 +43,27 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) render_multiview_images.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) \
+		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --trajectory orbit --video --depth
+	$(PY) extract_shapes.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) --seeds 0 \
+		--threshold $(DEMO_THRESHOLD) --resolution $(DEMO_MESH_RESOLUTION)
+	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (orbits), depth_<seed>.gif, shape_0.ply"
+
+demo-train: $(STAMP)
+	$(PY) preprocess_dataset.py --cate synthetic --output_dir $(DEMO_DATA) \
+		--num_images $(DEMO_NUM_IMAGES) --seed $(DEMO_SEED)
+	$(PY) train.py --config SYNTHETIC_demo --data_dir $(DEMO_DATA) --output_dir $(DEMO_RUN) \
+		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --sample_interval 250 --model_save_interval 2000 \
+		$$(test -d $(DEMO_RUN)/checkpoints && echo --load_dir $(DEMO_RUN))
+	$(PY) -m utils.convert_checkpoint --output $(DEMO_RUN)/synthetic_demo.pt \
+		--generator_file $$(ls $(DEMO_RUN)/checkpoints/step_*.pt | tail -n 1)
+	$(MAKE) demo DEMO_MODEL=$(DEMO_RUN)/synthetic_demo.pt
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/render.py
+	$(PY) benchmarks/train_step.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,9 +1,15 @@
-"""Convert a released GRAM pair (generator.pth + pickled ema.pth) into our file formats, once.
+"""Convert weights into a small generator-only checkpoint (or a plain EMA state_dict), once.
+
+Inputs: a released GRAM pair (generator.pth + pickled ema.pth), or one of our training
+checkpoints (checkpoints/step_*.pt: the discriminator, optimisers and second EMA are dropped;
+this is how the shipped demo model is made).
 
     python -m utils.convert_checkpoint --generator_file released/CATS/generator.pth --config CATS_default \
         --output converted/cats.pt
     python -m utils.convert_checkpoint --generator_file released/CATS/generator.pth --config CATS_default \
         --output converted/cats_generator_ema.pth --plain
+    python -m utils.convert_checkpoint --generator_file runs/demo/checkpoints/step_0008000.pt \
+        --output demo/synthetic_demo.pt
 
 Default output: a generator-only checkpoint in our format, loadable with
 torch.load(weights_only=True) and by utils.weights.load_generator / every --generator_file flag:
@@ -17,7 +23,6 @@ state_dict of the EMA weights (like our generator_ema.pth), which needs --config
 The pickled ema.pth is read through the allow-listed loader in utils.released.
 """
 import argparse
-import json
 import os
 import re
 import sys
@@ -27,12 +32,21 @@ if __package__ in (None, ''):  # run as a file: make the repository importable
 
 import configs  # noqa: E402
 from generators import build_generator  # noqa: E402
+from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT, VERSION as CHECKPOINT_VERSION, config_to_json  # noqa: E402
 from utils.files import atomic_torch_save  # noqa: E402
 from utils.released import load_released_ema, shadow_state_dict  # noqa: E402
-from utils.weights import CHECKPOINT_FORMAT, read_weight_file, released_ema_path, state_dict_mismatch  # noqa: E402
+from utils.weights import read_weight_file, released_ema_path, state_dict_mismatch  # noqa: E402
 
-CHECKPOINT_VERSION = 1                               # ckpt['version'] we write
+GENERATOR_ONLY_KEYS = ('step', 'epoch', 'config', 'generator', 'ema')  # what a stripped checkpoint keeps
 STEP_PREFIX = re.compile(r'^step(\d+)_generator\.pth$')  # released per-step file names
+
+
+def strip_training_checkpoint(checkpoint, plain=False):
+    """Our training checkpoint -> generator-only checkpoint (or its plain EMA state_dict)."""
+    if plain:
+        return checkpoint['ema']['shadow']
+    return {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION,
+            **{key: checkpoint[key] for key in GENERATOR_ONLY_KEYS}}
 
 
 def convert(generator_file, config_name, ema_file=None, plain=False):
@@ -65,7 +79,7 @@ def convert(generator_file, config_name, ema_file=None, plain=False):
     return {
         'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION,
         'step': int(match.group(1)) if match else 0, 'epoch': 0,
-        'config': json.loads(json.dumps(config)),  # tuples -> lists: JSON-able
+        'config': config_to_json(config),
         'generator': weights,
         'ema': {'decay': float(ema.decay), 'num_updates': int(ema.num_updates or 0), 'shadow': shadow},
         'converted_from': {'generator_file': os.path.abspath(generator_file),
@@ -75,7 +89,8 @@ def convert(generator_file, config_name, ema_file=None, plain=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--generator_file', required=True, help='released [stepNNNNNN_]generator.pth')
+    parser.add_argument('--generator_file', required=True,
+                        help='released [stepNNNNNN_]generator.pth, or our checkpoints/step_*.pt')
     parser.add_argument('--ema_file', default=None,
                         help='released pickled EMA (default: the [stepNNNNNN_]ema.pth next to the generator)')
     parser.add_argument('--config', choices=sorted(configs.CONFIGS), default='FFHQ_default',
@@ -85,7 +100,11 @@ def main(argv=None):
                         help='write a plain state_dict of the EMA weights instead of our checkpoint format')
     args = parser.parse_args(argv)
     try:
-        converted = convert(args.generator_file, args.config, args.ema_file, args.plain)
+        payload = read_weight_file(args.generator_file)
+        if isinstance(payload, dict) and payload.get('format') == CHECKPOINT_FORMAT:
+            converted = strip_training_checkpoint(payload, args.plain)
+        else:
+            converted = convert(args.generator_file, args.config, args.ema_file, args.plain)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

@@ -9,6 +9,15 @@ import tempfile
 import torch
 
 
+_DEFAULT_FILE_MODE = 0o666  # what open() would create, before the umask
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; on success it is renamed onto `path`."""
@@ -18,6 +27,7 @@ def atomic_path(path):
     suffix = os.path.splitext(path)[1]
     handle, tmp_path = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=suffix)
     os.close(handle)
+    os.chmod(tmp_path, _DEFAULT_FILE_MODE & ~_current_umask())  # mkstemp makes 0600 files
     try:
         yield tmp_path
         os.replace(tmp_path, path)

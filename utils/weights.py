@@ -19,9 +19,9 @@ import torch
 
 import configs
 from generators import build_generator
+from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from utils.released import load_released_ema, shadow_state_dict
 
-CHECKPOINT_FORMAT = 'gram-checkpoint'  # value of ckpt['format'] in our training checkpoints
 DEFAULT_CONFIG_NAME = 'FFHQ_default'   # config of a plain state_dict when none is given (released default)
 RELEASED_GENERATOR_SUFFIX = 'generator.pth'  # released names: [stepNNNNNN_]generator.pth ...
 RELEASED_EMA_SUFFIX = 'ema.pth'              # ... with [stepNNNNNN_]ema.pth next to it
