@@ -1,0 +1,25 @@
+"""utils.plot_training: reads stats.jsonl, writes a PNG, fails clearly without records."""
+import json
+
+import pytest
+from PIL import Image
+
+from utils import plot_training
+
+
+def test_plot_writes_a_png(tmp_path):
+    records = [{'step': s, 'loss/D_real': 0.5, 'loss/D_fake': 0.4, 'loss/G': 1.0 + s / 100,
+                'loss/D_pos': 0.3, 'loss/D_real_pos': 0.2, 'loss/D_r1': 0.01} for s in (50, 100, 150)]
+    (tmp_path / 'stats.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+    output = tmp_path / 'curve.png'
+    plot_training.main(['--run_dir', str(tmp_path), '--output', str(output)])
+    width, height = Image.open(output).size
+    assert width > 2 * height > 0
+
+
+def test_missing_or_empty_stats_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='pass the --output_dir of a training run'):
+        plot_training.read_stats(tmp_path)
+    (tmp_path / 'stats.jsonl').write_text('')
+    with pytest.raises(ValueError, match='no records yet'):
+        plot_training.read_stats(tmp_path)

@@ -1,0 +1,74 @@
+"""Plot a run's training curves (losses from <run>/stats.jsonl) to a PNG.
+
+    python -m utils.plot_training --run_dir runs/demo --output docs/training_curve.png
+"""
+import argparse
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+if __package__ in (None, ''):  # run as a file: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.files import atomic_path  # noqa: E402
+
+STATS_FILE = 'stats.jsonl'
+PANELS = (  # (title, stats keys drawn in that panel)
+    ('GAN losses', ('loss/D_real', 'loss/D_fake', 'loss/G')),
+    ('pose losses (weighted)', ('loss/D_pos', 'loss/D_real_pos')),
+    ('R1 penalty (weighted)', ('loss/D_r1',)),
+)
+
+
+def read_stats(run_dir):
+    """[{...}, ...] records of <run_dir>/stats.jsonl; a clear error when it is missing or empty."""
+    path = os.path.join(run_dir, STATS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"'{path}' not found; pass the --output_dir of a training run")
+    with open(path) as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    if not records:
+        raise ValueError(f"'{path}' has no records yet; train for at least --log_interval steps")
+    return records
+
+
+def plot(records, output):
+    """Draw one panel per entry of PANELS against the step and save to `output` (atomic)."""
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
+    for axis, (title, keys) in zip(axes, PANELS):
+        for key in keys:
+            points = [(r['step'], r[key]) for r in records if key in r]
+            if points:
+                steps, values = zip(*points)
+                axis.plot(steps, values, label=key.split('/', 1)[1], linewidth=1)
+        axis.set_title(title)
+        axis.set_xlabel('iteration')
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(output) as tmp_path:
+        figure.savefig(tmp_path, dpi=110, format='png')
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--run_dir', required=True, help='training output folder holding stats.jsonl')
+    parser.add_argument('--output', default='training_curve.png', help='PNG to write')
+    args = parser.parse_args(argv)
+    try:
+        records = read_stats(args.run_dir)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+    plot(records, args.output)
+    print(f'wrote {args.output} ({len(records)} records, steps {records[0]["step"]}-{records[-1]["step"]})')
+
+
+if __name__ == '__main__':
+    main()
