@@ -25,11 +25,10 @@ import torch
 from skimage import measure
 from tqdm import tqdm
 
-import configs
 from utils.device import resolve_device
 from utils.files import atomic_path
 from utils.seeds import parse_seeds, seed_latent
-from utils.weights import load_generator
+from utils.weights import add_generator_arguments, load_generator
 
 DEFAULT_RESOLUTION = 128           # grid points per axis
 DEFAULT_THRESHOLD = 10.0           # sigma level of the surface
@@ -122,12 +121,7 @@ def write_ply(path, vertices, faces, colors):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', choices=sorted(configs.CONFIGS), default=None,
-                        help='config the weights were trained with (default: the one stored in a checkpoint; '
-                             'FFHQ_default for a plain state_dict)')
-    parser.add_argument('--generator_file', required=True,
-                        help='weights: our checkpoint, a generator state_dict, or a released generator.pth '
-                             '(its sibling ema.pth is used when present)')
+    add_generator_arguments(parser)
     parser.add_argument('--output_dir', default='shapes', help='folder for shape_<seed>.ply')
     parser.add_argument('--seeds', default='0', help="seeds: '0-19', '0,5,9' or '3'")
     parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
@@ -148,10 +142,7 @@ def run(args):
     if args.bounds is not None and args.bounds <= 0:
         raise ValueError(f'--bounds must be > 0, got {args.bounds}')
     seeds = parse_seeds(args.seeds)
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as error:
-        raise ValueError(str(error)) from None
+    device = resolve_device(args.device)
     generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
     half_extent = args.bounds or config['generator']['representation']['kwargs']['normalize'] / 2
 

@@ -39,7 +39,6 @@ import time
 import torch
 from tqdm import tqdm
 
-import configs
 from datasets import DatasetError, build_dataloader, build_dataset
 from generators import cameras
 from utils import distributed
@@ -51,7 +50,7 @@ from utils.inception import (
     FeatureSourceError, build_pytorch_fid_model, resolve_feature_source, torch_fidelity_extractor_kwargs,
 )
 from utils.metrics import list_images, pytorch_fid_distance, torch_fidelity_metrics
-from utils.weights import load_generator
+from utils.weights import add_generator_arguments, load_generator
 
 METRICS = ('fid', 'kid', 'is', 'consistency')
 INCEPTION_METRICS = ('fid', 'kid', 'is')
@@ -214,12 +213,7 @@ def parse_metrics(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', choices=sorted(configs.CONFIGS), default=None,
-                        help="config of the weights (default: the one stored in a checkpoint; FFHQ_default for a "
-                             "plain state_dict, as the released script)")
-    parser.add_argument('--generator_file', default='pretrained_models/FFHQ_default/generator.pth',
-                        help='weights: our checkpoint (step_*.pt), a generator state_dict (generator_ema.pth), or a '
-                             'released generator.pth (its sibling ema.pth is used when present)')
+    add_generator_arguments(parser, 'pretrained_models/FFHQ_default/generator.pth')
     parser.add_argument('--output_dir', default='experiments/FFHQ_default/fid_evaluation',
                         help=f'folder for the generated images ({GENERATED_FOLDER}/) and {RESULTS_FILE}')
     parser.add_argument('--num_real_images', type=int, default=8000, help='real images for the statistics')
@@ -263,10 +257,7 @@ def run(args, log):
     """Evaluate; returns the results record (rank 0) or None (other ranks)."""
     check_args(args)
     requested = parse_metrics(args.metrics)
-    try:
-        device = distributed.init(resolve_device(args.device))
-    except RuntimeError as error:  # the requested device is not available
-        raise ValueError(str(error)) from None
+    device = distributed.init(resolve_device(args.device))
     is_main = distributed.is_main_process()
     notes, results, timings, sources, computable = [], {}, {}, {}, []
 

@@ -38,14 +38,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-import configs
 from generators.renderer import DEFAULT_CHUNK_RAYS
 from utils.device import resolve_device
 from utils.files import atomic_path
 from utils.images import to_uint8
 from utils.seeds import parse_seeds, seed_latent
 from utils.watermark import apply_watermark, make_watermark
-from utils.weights import load_generator
+from utils.weights import add_generator_arguments, load_generator
 
 ANIMATION_FPS = 15                # GIF / MP4 frame rate (released: 15)
 SWEEP_YAW = 0.4                   # released faces sweep amplitude, radians
@@ -201,12 +200,7 @@ def write_mp4(frames, path, fps=ANIMATION_FPS):
 # ----------------------------------------------------------------------------------- CLI
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', choices=sorted(configs.CONFIGS), default=None,
-                        help='config the weights were trained with (default: the one stored in a checkpoint; '
-                             'FFHQ_default for a plain state_dict, as the released script)')
-    parser.add_argument('--generator_file', default='pretrained_models/FFHQ_default/generator.pth',
-                        help='weights: our checkpoint (step_*.pt), a generator state_dict (generator_ema.pth), or a '
-                             'released generator.pth (its sibling ema.pth is used when present)')
+    add_generator_arguments(parser, 'pretrained_models/FFHQ_default/generator.pth')
     parser.add_argument('--output_dir', default='experiments/FFHQ_default/multiview_imgs',
                         help='folder for the frames, GIFs and videos (created if needed)')
     parser.add_argument('--seeds', default='0-19', help="seeds to render: '0-19', '0,5,9' or '3'")
@@ -233,10 +227,7 @@ def run(args):
     if args.img_size is not None and args.img_size < 1:
         raise ValueError(f'--img_size must be >= 1, got {args.img_size}')
     seeds = parse_seeds(args.seeds)
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as error:
-        raise ValueError(str(error)) from None
+    device = resolve_device(args.device)
 
     # Load the EMA generator.
     generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)

@@ -5,7 +5,7 @@ import torch
 def resolve_device(name='auto'):
     """Return a torch.device for `name` ('auto' picks cuda > mps > cpu).
 
-    Raises a one-line error when the requested device is not available here.
+    Raises ValueError (one line) when the requested device is not available here.
     """
     if name == 'auto':
         if torch.cuda.is_available():
@@ -15,7 +15,7 @@ def resolve_device(name='auto'):
         return torch.device('cpu')
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' requested but CUDA is not available; use --device cpu")
+        raise ValueError(f"device '{name}' requested but CUDA is not available; use --device cpu")
     if device.type == 'mps' and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device '{name}' requested but MPS is not available; use --device cpu")
+        raise ValueError(f"device '{name}' requested but MPS is not available; use --device cpu")
     return device

@@ -27,6 +27,17 @@ RELEASED_GENERATOR_SUFFIX = 'generator.pth'  # released names: [stepNNNNNN_]gene
 RELEASED_EMA_SUFFIX = 'ema.pth'              # ... with [stepNNNNNN_]ema.pth next to it
 
 
+def add_generator_arguments(parser, generator_file_default=None):
+    """Add the weight-file flags every script shares: --config and --generator_file."""
+    parser.add_argument('--config', choices=sorted(configs.CONFIGS), default=None,
+                        help='config the weights were trained with (default: the one stored in a checkpoint; '
+                             f'{DEFAULT_CONFIG_NAME} for a plain state_dict, as the released scripts)')
+    parser.add_argument('--generator_file', default=generator_file_default, required=generator_file_default is None,
+                        help='weights: our checkpoint (step_*.pt or a converted .pt), a generator state_dict '
+                             '(generator_ema.pth), or a released generator.pth (its sibling ema.pth is used '
+                             'when present)')
+
+
 def load_generator(path, config=None, device='cpu', use_ema=True, log=None):
     """Build a generator from `path` and load its (EMA) weights.
 
