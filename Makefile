@@ -47,9 +47,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) render_multiview_images.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) \
 		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --trajectory orbit --video --depth
+	$(PY) -m utils.contact_sheet --frames_dir $(DEMO_OUT) --seeds $(DEMO_SEEDS) --columns 6 \
+		--output $(DEMO_OUT)/demo_grid.png
 	$(PY) extract_shapes.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) --seeds 0 \
 		--threshold $(DEMO_THRESHOLD) --resolution $(DEMO_MESH_RESOLUTION)
-	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (orbits), depth_<seed>.gif, shape_0.ply"
+	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (orbits), depth_<seed>.gif, demo_grid.png, shape_0.ply"
 
 demo-train: $(STAMP)
 	$(PY) preprocess_dataset.py --cate synthetic --output_dir $(DEMO_DATA) \

@@ -29,7 +29,7 @@ def test_demo_train_runs_end_to_end_on_a_few_steps(tmp_path):
     frames = sorted(p for p in os.listdir(out) if p.startswith('grid_0_') and p.endswith('.png'))
     assert len(frames) == 30
     assert np.asarray(Image.open(out / frames[0])).shape == (32, 32, 3)
-    for name in ('grid_0.gif', 'grid_0.mp4', 'depth_0.gif', 'shape_0.ply'):
+    for name in ('grid_0.gif', 'grid_0.mp4', 'depth_0.gif', 'demo_grid.png', 'shape_0.ply'):
         assert (out / name).stat().st_size > 0, name
     # resuming a finished run trains nothing more and keeps the step
     run_make('demo-train', DEMO_STEPS=2, DEMO_NUM_IMAGES=16, DEMO_DATA=tmp_path / 'data',

@@ -1,0 +1,28 @@
+"""utils.contact_sheet: rows of seeds, evenly spaced frames, clear error without frames."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import contact_sheet
+
+
+def write_frames(folder, seed, count, size=4):
+    for i in range(count):
+        Image.fromarray(np.full((size, size, 3), 10 * i + seed, dtype=np.uint8)).save(folder / f'grid_{seed}_{i}.png')
+
+
+def test_rows_are_seeds_and_columns_evenly_spaced_frames(tmp_path):
+    write_frames(tmp_path, 0, 12)
+    write_frames(tmp_path, 1, 12)
+    sheet = np.asarray(contact_sheet.contact_sheet(tmp_path, [0, 1], columns=3))
+    step = 4 + contact_sheet.GAP
+    assert sheet.shape == (2 * step - contact_sheet.GAP, 3 * step - contact_sheet.GAP, 3)
+    # frames 0, 4, 8 of each seed (frame i has value 10 i + seed)
+    assert [sheet[0, c * step, 0] for c in range(3)] == [0, 40, 80]
+    assert [sheet[step, c * step, 0] for c in range(3)] == [1, 41, 81]
+    assert sheet[0, 4, 0] == 255  # white gap
+
+
+def test_missing_frames_are_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no grid_3_<i>.png frames'):
+        contact_sheet.contact_sheet(tmp_path, [3], columns=2)

@@ -1,0 +1,70 @@
+"""Contact sheet of rendered frames: one row per seed, evenly spaced frames of its orbit.
+
+    python -m utils.contact_sheet --frames_dir outputs/demo --seeds 0-5 --columns 6 \
+        --output outputs/demo/demo_grid.png
+
+Reads the `grid_<seed>_<i>.png` frames written by render_multiview_images.py.
+"""
+import argparse
+import os
+import re
+import sys
+
+from PIL import Image
+
+if __package__ in (None, ''):  # run as a file: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.files import atomic_path  # noqa: E402
+from utils.seeds import parse_seeds  # noqa: E402
+
+GAP = 2  # white pixels between tiles
+
+
+def frame_paths(frames_dir, seed):
+    """Frame files of `seed` in frame order; a clear error when there are none."""
+    pattern = re.compile(rf'^grid_{seed}_(\d+)\.png$')
+    numbered = sorted((int(m.group(1)), name) for name in os.listdir(frames_dir)
+                      if (m := pattern.match(name)))
+    if not numbered:
+        raise FileNotFoundError(f"no grid_{seed}_<i>.png frames in '{frames_dir}'; "
+                                f"render them with render_multiview_images.py first")
+    return [os.path.join(frames_dir, name) for _, name in numbered]
+
+
+def contact_sheet(frames_dir, seeds, columns):
+    """PIL image: row r = seed r, column c = frame round(c * F / columns) of that seed."""
+    rows = []
+    for seed in seeds:
+        paths = frame_paths(frames_dir, seed)
+        picks = [paths[round(c * len(paths) / columns)] for c in range(columns)]
+        rows.append([Image.open(path).convert('RGB') for path in picks])
+    tile_w, tile_h = rows[0][0].size
+    sheet = Image.new('RGB', (columns * (tile_w + GAP) - GAP, len(rows) * (tile_h + GAP) - GAP), 'white')
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (c * (tile_w + GAP), r * (tile_h + GAP)))
+    return sheet
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--frames_dir', required=True, help='folder with grid_<seed>_<i>.png frames')
+    parser.add_argument('--seeds', required=True, help="seeds (rows): '0-5' or '0,3,7'")
+    parser.add_argument('--columns', type=int, default=6, help='frames per row, evenly spaced over the orbit')
+    parser.add_argument('--output', required=True, help='PNG to write')
+    args = parser.parse_args(argv)
+    try:
+        if args.columns < 1:
+            raise ValueError(f'--columns must be >= 1, got {args.columns}')
+        sheet = contact_sheet(args.frames_dir, parse_seeds(args.seeds), args.columns)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)
+    with atomic_path(args.output) as tmp_path:
+        sheet.save(tmp_path, format='PNG')
+    print(f'wrote {args.output}')
+
+
+if __name__ == '__main__':
+    main()
