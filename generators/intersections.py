@@ -34,7 +34,7 @@ def select_intervals(s, levels):
     s_high = s[..., 1:].unsqueeze(-1)
     crosses = (s_high <= levels) & (s_low >= levels)  # [B, R, S-1, L']
     crossing = crosses.any(dim=2)
-    first = crosses.to(torch.uint8).argmax(dim=2)    # first True along the ray
+    first = crosses.to(s.dtype).argmax(dim=2)        # first True along the ray (float argmax: every backend)
     low = torch.where(crossing, first, torch.full_like(first, num_samples - 2))
     return low, crossing
 
