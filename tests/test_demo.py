@@ -1,4 +1,5 @@
-"""Smoke test of the demo path: `make demo-train` (dataset, training, export, `make demo`) on a few steps."""
+"""Smoke test of the demo path: `make demo-train` (dataset, training, export, `make demo`) on a few steps,
+and `make demo` on the shipped model."""
 import os
 import subprocess
 
@@ -7,6 +8,8 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
+
+SHIPPED_MODEL = os.path.join(ROOT, 'demo', 'synthetic_demo.pt')
 
 
 def run_make(target, **variables):
@@ -37,3 +40,14 @@ def test_demo_train_runs_end_to_end_on_a_few_steps(tmp_path):
                       DEMO_MESH_RESOLUTION=32)
     assert torch.load(tmp_path / 'run' / 'synthetic_demo.pt', weights_only=True)['step'] == 2
 
+
+
+def test_shipped_demo_model_renders(tmp_path):
+    model = torch.load(SHIPPED_MODEL, weights_only=True)
+    assert os.path.getsize(SHIPPED_MODEL) < 8 * 2 ** 20
+    assert model['config']['dataset']['class'] == 'PosedImageFolder'
+    run_make('demo', DEMO_OUT=tmp_path, DEMO_SEEDS=1, DEMO_SIZE=32, DEMO_MESH_RESOLUTION=48)
+    frames = [np.asarray(Image.open(tmp_path / f'grid_1_{i}.png'), dtype=np.float32) for i in (0, 15)]
+    assert frames[0].std() > 5  # an object, not a blank frame
+    assert np.abs(frames[0] - frames[1]).mean() > 1  # the camera moved
+    assert (tmp_path / 'shape_0.ply').stat().st_size > 1000
