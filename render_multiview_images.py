@@ -35,13 +35,12 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from generators.renderer import DEFAULT_CHUNK_RAYS
 from utils.device import resolve_device
 from utils.files import atomic_path
-from utils.images import to_uint8
+from utils.images import to_uint8, write_png
 from utils.seeds import parse_seeds, seed_latent
 from utils.watermark import apply_watermark, make_watermark
 from utils.weights import add_generator_arguments, load_generator
@@ -172,12 +171,6 @@ def depth_to_uint8(depths):
 
 
 # ----------------------------------------------------------------------------------- writing
-def write_png(pixels, path):
-    """uint8 [H, W, 3] or [H, W] -> PNG at `path`, atomically."""
-    with atomic_path(path) as tmp_path:
-        Image.fromarray(pixels).save(tmp_path, format='PNG')
-
-
 def write_gif(frames, path, fps=ANIMATION_FPS):
     """uint8 frames [F, H, W(, 3)] -> looping GIF at `fps`, atomically."""
     with atomic_path(path) as tmp_path:

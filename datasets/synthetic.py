@@ -27,10 +27,12 @@ import multiprocessing
 import os
 
 import numpy as np
-from PIL import Image
+import torch
 from tqdm import tqdm
 
+from generators import cameras
 from utils.files import atomic_path, atomic_write_text
+from utils.images import write_png
 
 # Camera: use the same fov and ray range in the training config (CARLA_default's camera).
 FOV_DEG = 30.0           # vertical (and horizontal) field of view, degrees
@@ -77,31 +79,20 @@ Wheel = collections.namedtuple('Wheel', ['center', 'radius', 'half_width'])
 # Cameras (SPEC §1) and the CARLA pose format.
 # ------------------------------------------------------------------------------------------
 def camera_origin(phi, theta, radius=CAMERA_RADIUS):
-    """Camera position [3] for polar angle phi (from +y) and azimuth theta."""
-    return radius * np.array([math.sin(phi) * math.cos(theta), math.cos(phi), math.sin(phi) * math.sin(theta)])
+    """Camera position [3] for polar angle phi (from +y) and azimuth theta (generators.cameras)."""
+    camera_pos = torch.tensor([[phi, theta]], dtype=torch.float64)
+    return cameras.camera_origin_from_pos(camera_pos, radius)[0].numpy()
 
 
 def look_at_cam2world(origin):
     """4x4 camera-to-world matrix for a camera at `origin` [3] looking at the world origin."""
-    forward = -origin / np.linalg.norm(origin)
-    left = np.cross([0.0, 1.0, 0.0], forward)
-    left /= np.linalg.norm(left)
-    up = np.cross(forward, left)
-    up /= np.linalg.norm(up)
-    cam2world = np.eye(4)
-    cam2world[:3, :3] = np.stack([-left, up, -forward], axis=1)  # columns: right, up, backward
-    cam2world[:3, 3] = origin
-    return cam2world
+    return cameras.look_at_cam2world(torch.as_tensor(origin, dtype=torch.float64).reshape(1, 3))[0].numpy()
 
 
 def camera_ray_directions(img_size, fov_deg=FOV_DEG):
     """Unit camera-space ray directions [N*N, 3], pixels row-major (x left->right, y top->bottom)."""
-    x = np.linspace(-1, 1, img_size)
-    y = np.linspace(1, -1, img_size)
-    grid_x, grid_y = np.meshgrid(x, y)  # [N, N] each, indexed [row, column]
-    z = np.full_like(grid_x, -1 / math.tan(fov_deg * math.pi / 360))
-    directions = np.stack([grid_x, grid_y, z], axis=-1).reshape(-1, 3)  # [N*N, 3]
-    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    return cameras.camera_ray_directions(img_size, fov_deg, 0, img_size * img_size, 'cpu',
+                                         dtype=torch.float64).numpy()
 
 
 def to_carla_extrinsics(cam2world):
@@ -347,10 +338,8 @@ def _write_example(index, output_dir, seed, img_size, overwrite):
         np.save(tmp, extrinsics)
     with atomic_path(paths['depth']) as tmp:
         np.save(tmp, depth)
-    with atomic_path(paths['mask']) as tmp:
-        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp)
-    with atomic_path(paths['image']) as tmp:  # the image last: it marks a finished example
-        Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(tmp)
+    write_png(mask.astype(np.uint8) * 255, paths['mask'])
+    write_png(np.round(rgb * 255).astype(np.uint8), paths['image'])  # last: it marks a finished example
     return True
 
 

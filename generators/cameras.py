@@ -94,14 +94,14 @@ def focal_depth(fov):
     return -1.0 / math.tan(fov * math.pi / 360)
 
 
-def camera_ray_directions(img_size, fov, pixel_start, pixel_end, device):
+def camera_ray_directions(img_size, fov, pixel_start, pixel_end, device, dtype=torch.float32):
     """Unit ray directions in camera space for flat pixel indices [pixel_start, pixel_end).
 
     Returns [R, 3], R = pixel_end - pixel_start, pixels in row-major order.
     """
     flat = torch.arange(pixel_start, pixel_end, device=device)
-    x = torch.linspace(-1, 1, img_size, device=device)[flat % img_size]  # columns, left -> right
-    y = torch.linspace(1, -1, img_size, device=device)[flat // img_size]  # rows, top -> bottom
+    x = torch.linspace(-1, 1, img_size, device=device, dtype=dtype)[flat % img_size]  # columns, left -> right
+    y = torch.linspace(1, -1, img_size, device=device, dtype=dtype)[flat // img_size]  # rows, top -> bottom
     z = torch.full_like(x, focal_depth(fov))
     return _normalize(torch.stack([x, y, z], dim=-1))
 

@@ -45,5 +45,10 @@ def save_png(img, path, rounding='truncate'):
     pixels = to_uint8(img, rounding=rounding)
     if pixels.ndim != 3:
         raise ValueError(f"save_png writes one image [3, H, W]; got a batch of shape {tuple(pixels.shape)}")
+    write_png(pixels, path)
+
+
+def write_png(pixels, path):
+    """uint8 pixels [H, W, 3] or [H, W] -> PNG at `path`, atomically."""
     with atomic_path(path) as tmp_path:
         Image.fromarray(pixels).save(tmp_path, format='PNG')
