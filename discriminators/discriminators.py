@@ -79,6 +79,28 @@ class ResidualCoordConvBlock(nn.Module):
         return (y + skip) / math.sqrt(2)
 
 
+def append_minibatch_std(x, group_size):
+    """Append the mean feature standard deviation across groups of images as one channel.
+
+    Args:
+        x: [B, C, H, W] features; B a multiple of the group size (or smaller than it).
+        group_size: images per group G.
+    Returns:
+        [B, C + 1, H, W]; channel C holds, for every image, the std over its group averaged over
+        C, H, W (the same value at every pixel). Image b belongs to group b // G.
+    """
+    batch, channels, height, width = x.shape
+    group = min(group_size, batch)
+    if batch % group:
+        raise ValueError(f"minibatch std: batch of {batch} images is not a multiple of the group size "
+                         f"{group}; pick a batch size divisible by it")
+    grouped = x.reshape(batch // group, group, channels, height, width)          # [B/G, G, C, H, W]
+    std = torch.sqrt(grouped.var(dim=1, unbiased=False) + 1e-8)                  # [B/G, C, H, W]
+    std = std.mean(dim=(1, 2, 3)).repeat_interleave(group)                       # [B]
+    std_channel = std.view(batch, 1, 1, 1).expand(batch, 1, height, width)
+    return torch.cat([x, std_channel], dim=1)
+
+
 class AdapterBlock(nn.Module):
     """fromRGB: 1x1 conv from image channels to the first feature width, then LeakyReLU."""
 
@@ -99,9 +121,14 @@ class GramDiscriminator(nn.Module):
         img_channels: channels of the input image.
         max_channels: channel cap (released: 400). A smaller cap gives a slim discriminator
             for CPU training; it replaces 400 everywhere, including the final conv's input.
+        minibatch_std_group: 0 (released: off) or a group size G: before the final conv, one
+            channel holding the feature standard deviation across each group of G images is
+            appended (StyleGAN's minibatch standard deviation), so the discriminator sees the
+            diversity of a batch and punishes a generator that ignores z. The batch size must
+            be a multiple of G (or smaller than G: then the whole batch is one group).
     """
 
-    def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS):
+    def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS, minibatch_std_group=0):
         super().__init__()
         valid_sizes = [2 ** k for k in range(int(math.log2(MIN_IMG_SIZE)), int(math.log2(MAX_IMG_SIZE)) + 1)]
         if img_size not in valid_sizes:
@@ -109,8 +136,12 @@ class GramDiscriminator(nn.Module):
                              "resize the images to a supported power of 2")
         if not isinstance(max_channels, int) or max_channels < 1:
             raise ValueError(f"GramDiscriminator max_channels must be a positive int, got {max_channels!r}")
+        if not isinstance(minibatch_std_group, int) or minibatch_std_group < 0:
+            raise ValueError("GramDiscriminator minibatch_std_group must be an int >= 0 (0 = off), "
+                             f"got {minibatch_std_group!r}")
         self.img_size = img_size
         self.max_channels = max_channels
+        self.minibatch_std_group = minibatch_std_group
 
         def width(level):
             return min(max_channels, 2 ** level)
@@ -122,7 +153,8 @@ class GramDiscriminator(nn.Module):
             for level in range(first_level, TOP_LEVEL)
         ])
         self.fromRGB = AdapterBlock(width(first_level), img_channels)
-        self.final_layer = nn.Conv2d(width(TOP_LEVEL), NUM_OUTPUTS, FINAL_SIZE)
+        std_channels = 1 if minibatch_std_group else 0
+        self.final_layer = nn.Conv2d(width(TOP_LEVEL) + std_channels, NUM_OUTPUTS, FINAL_SIZE)
 
     def forward(self, img):
         """Score images.
@@ -139,5 +171,7 @@ class GramDiscriminator(nn.Module):
         x = self.fromRGB(img)
         for layer in self.layers:
             x = layer(x)
+        if self.minibatch_std_group:
+            x = append_minibatch_std(x, self.minibatch_std_group)
         x = self.final_layer(x).reshape(x.shape[0], NUM_OUTPUTS)  # [B, 3, 1, 1] -> [B, 3]
         return x[:, 0:1], x[:, 1:3]

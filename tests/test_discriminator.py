@@ -8,7 +8,7 @@ import torch
 from conftest import REFERENCE_DIR
 from configs import get_config
 from discriminators import GramDiscriminator, build_discriminator
-from discriminators.discriminators import CoordConv, add_coords
+from discriminators.discriminators import CoordConv, add_coords, append_minibatch_std
 
 
 @pytest.fixture(scope='module')
@@ -185,3 +185,36 @@ def test_runs_under_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         prediction, position = discriminator(torch.randn(2, 3, 16, 16))
     assert prediction.dtype == torch.bfloat16 and position.shape == (2, 2)
+
+
+def test_minibatch_std_by_hand():
+    # Two groups of two images, 2 channels, 1x1 pixels.
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 2.0], [5.0, 4.0]]).view(4, 2, 1, 1)
+    out = append_minibatch_std(x, 2)
+    assert out.shape == (4, 3, 1, 1)
+    assert torch.equal(out[:, :2], x)
+    # group 0: stds (1, 0) -> mean 0.5; group 1: stds (0, 1) -> mean 0.5 (plus the 1e-8 epsilon)
+    expected = torch.tensor([math.sqrt(1 + 1e-8) / 2 + 1e-4 / 2] * 4)
+    assert torch.allclose(out[:, 2, 0, 0], expected, atol=1e-6)
+    same = append_minibatch_std(torch.ones(4, 2, 1, 1), 4)
+    assert same[:, 2].max().item() < 1e-3  # identical images: no spread
+    with pytest.raises(ValueError, match='multiple of the group size'):
+        append_minibatch_std(torch.zeros(6, 2, 1, 1), 4)
+
+
+def test_minibatch_std_option():
+    released = GramDiscriminator(32, max_channels=16)
+    assert released.state_dict()['final_layer.weight'].shape == (3, 16, 2, 2)
+    torch.manual_seed(0)
+    with_std = GramDiscriminator(32, max_channels=16, minibatch_std_group=2)
+    assert with_std.state_dict()['final_layer.weight'].shape == (3, 17, 2, 2)
+    imgs = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        prediction, _ = with_std(imgs)
+        # The realism of image 0 depends on its group partner (image 1), not on the other group.
+        changed_partner = with_std(torch.cat([imgs[:1], imgs[1:2] * 3, imgs[2:]]))[0]
+        changed_other = with_std(torch.cat([imgs[:2], imgs[2:3] * 3, imgs[3:]]))[0]
+    assert (changed_partner[0] - prediction[0]).abs().item() > 1e-6
+    assert torch.equal(changed_other[0], prediction[0])
+    with pytest.raises(ValueError, match='minibatch_std_group'):
+        GramDiscriminator(32, minibatch_std_group=-1)
