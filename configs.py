@@ -168,14 +168,14 @@ TINY_test = _merge(CARLA_default, {
 # The shipped demo model: the built-in synthetic objects at 32 px, trainable on 2 CPU cores.
 SYNTHETIC_demo = _merge(CARLA_default, {
     'global': {'img_size': 32, 'batch_size': 8},
-    'optimizer': {'gen_lr': 1e-4, 'sampling_network_lr': 1e-5, 'disc_lr': 2e-4},
-    'process': {'batch_split': 1, 'pos_lambda': 1.0, 'real_pos_lambda': 1.0, 'r1_interval': 4},
+    'optimizer': {'gen_lr': 5e-5, 'sampling_network_lr': 5e-6, 'disc_lr': 2e-4},
+    'process': {'batch_split': 1, 'pos_lambda': 1.0, 'real_pos_lambda': 1.0, 'r1_interval': 4, 'r1_lambda': 10.0},
     'generator': {
         'kwargs': {'img_size': 32, 'z_dim': 64},
         'representation': {'kwargs': {'hidden_dim': 64, 'hidden_dim_sample': 32}},
         'renderer': {'kwargs': {'num_samples': 24, 'num_manifolds': 12, 'levels_start': 35, 'levels_end': 5}},
     },
-    'discriminator': {'kwargs': {'img_size': 32, 'max_channels': 128}},
+    'discriminator': {'kwargs': {'img_size': 32, 'max_channels': 128, 'minibatch_std_group': 4}},
     'dataset': {'class': 'PosedImageFolder', 'kwargs': {'img_size': 32, 'dataset_path': 'data/synthetic'}},
 })
 
@@ -195,11 +195,21 @@ def get_config(name):
     return copy.deepcopy(CONFIGS[name])
 
 
+# Keys a config may lack (their defaults live in the code), with a value of the type they take.
+OPTIONAL_KEYS = {
+    'optimizer.sampling_network_lr': 0.0,         # own lr for the manifold predictor
+    'optimizer.mapping_network_lr': 0.0,          # own lr for the FiLM mapping network
+    'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
+    'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
+}
+
+
 def apply_overrides(config, assignments):
     """Return a copy of `config` with `key.path=value` assignments applied.
 
     Values are parsed as Python literals and must match the type of the value they replace
-    (an int may replace a float); unknown keys are refused so typos never pass silently.
+    (or, for a missing OPTIONAL_KEYS entry, the type listed there; an int may replace a float);
+    unknown keys are refused so typos never pass silently.
     """
     config = copy.deepcopy(config)
     for assignment in assignments:
@@ -212,9 +222,9 @@ def apply_overrides(config, assignments):
             if not isinstance(node.get(part), dict):
                 raise KeyError(f"unknown config key '{path}' (no section '{part}')")
             node = node[part]
-        if leaf not in node:
+        if leaf not in node and path not in OPTIONAL_KEYS:
             raise KeyError(f"unknown config key '{path}'; known keys here: {', '.join(node)}")
-        node[leaf] = _parse_like(text, node[leaf], path)
+        node[leaf] = _parse_like(text, node.get(leaf, OPTIONAL_KEYS.get(path)), path)
     return config
 
 

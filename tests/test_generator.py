@@ -344,3 +344,10 @@ def test_configs_round_trip_and_unknown_names_fail():
         configs.apply_overrides(configs.get_config('FFHQ_default'), ['global.batchsize=2'])
     with pytest.raises(TypeError, match='expects int'):
         configs.apply_overrides(configs.get_config('FFHQ_default'), ['global.batch_size=two'])
+    # Optional keys absent from a config can be added, typed like their OPTIONAL_KEYS entry.
+    added = configs.apply_overrides(configs.get_config('FFHQ_default'),
+                                    ['optimizer.mapping_network_lr=1e-6', 'discriminator.kwargs.minibatch_std_group=4'])
+    assert added['optimizer']['mapping_network_lr'] == 1e-6
+    assert added['discriminator']['kwargs']['minibatch_std_group'] == 4
+    with pytest.raises(TypeError, match='expects int'):
+        configs.apply_overrides(configs.get_config('FFHQ_default'), ['discriminator.kwargs.minibatch_std_group=0.5'])
