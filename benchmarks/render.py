@@ -8,6 +8,10 @@ time, peak RSS (and its increase over the idle model) and the fraction of ray x 
 skipped as invalid. The reference is the dense workload: 9 chained sin(x @ W) steps with x
 [N, 256], W [256, 256], N = pixels x 24, i.e. the radiance network's cost when every ray x
 manifold is evaluated (run in row chunks, in-place sin: the dense workload's best case).
+
+Render and dense runs alternate --repeats times. The ratio column divides the fastest render by
+the fastest dense run (the least disturbed run of each on a shared machine); the pairs column
+gives the range of the per-pair ratios, render i / dense i, measured side by side.
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ import sys
 import time
 
 import torch
+from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -94,6 +99,7 @@ def main():
     parser.add_argument('--threads', type=int, default=2, help='torch threads (this machine has 2 cores)')
     parser.add_argument('--chunk_rays', type=int, default=4096, help='rays per render chunk')
     parser.add_argument('--compile', action='store_true', help='torch.compile the radiance network')
+    parser.add_argument('--repeats', type=int, default=3, help='alternating render / dense runs per size')
     parser.add_argument('--worker', choices=['render', 'dense'], help=argparse.SUPPRESS)
     parser.add_argument('--size', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,14 +108,23 @@ def main():
         return
     print(f'FFHQ_default, seeded weights, frontal camera, {args.threads} threads, chunk {args.chunk_rays} rays'
           f'{", compiled" if args.compile else ""}')
-    print(f'{"size":>5} {"render s":>9} {"dense s":>8} {"ratio":>6} {"peak MB":>8} {"+model MB":>9} {"skipped":>8}')
+    if args.repeats < 1:
+        parser.error(f'--repeats must be at least 1, got {args.repeats}')
+    print(f'{"size":>5} {"render s":>9} {"dense s":>8} {"ratio":>6} {"pairs":>11} {"peak MB":>8} '
+          f'{"+model MB":>9} {"skipped":>8}')
     for size in args.sizes:
-        render = spawn('render', size, args)
-        dense = spawn('dense', size, args)
-        ratio = render['seconds'] / dense['seconds']
-        print(f'{size:>5} {render["seconds"]:>9.2f} {dense["seconds"]:>8.2f} {ratio:>6.2f} '
-              f'{render["peak_rss_mb"]:>8.0f} {render["peak_rss_mb"] - render["idle_rss_mb"]:>9.0f} '
-              f'{render["skipped_fraction"]:>8.1%}')
+        renders, denses = [], []
+        for _ in tqdm(range(args.repeats), desc=f'{size} px', leave=False):
+            renders.append(spawn('render', size, args))
+            denses.append(spawn('dense', size, args))
+        render_best = min(run['seconds'] for run in renders)
+        dense_best = min(run['seconds'] for run in denses)
+        pairs = [r['seconds'] / d['seconds'] for r, d in zip(renders, denses)]
+        peak = max(run['peak_rss_mb'] for run in renders)
+        growth = max(run['peak_rss_mb'] - run['idle_rss_mb'] for run in renders)
+        print(f'{size:>5} {render_best:>9.2f} {dense_best:>8.2f} {render_best / dense_best:>6.2f} '
+              f'{min(pairs):>5.2f}-{max(pairs):<5.2f} {peak:>8.0f} {growth:>9.0f} '
+              f'{renders[0]["skipped_fraction"]:>8.1%}')
 
 
 if __name__ == '__main__':
