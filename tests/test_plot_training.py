@@ -23,3 +23,12 @@ def test_missing_or_empty_stats_are_clear_errors(tmp_path):
     (tmp_path / 'stats.jsonl').write_text('')
     with pytest.raises(ValueError, match='no records yet'):
         plot_training.read_stats(tmp_path)
+
+
+def test_resumed_steps_replace_earlier_records(tmp_path):
+    # Logged 50, 100, 150, then resumed from a step-50 checkpoint and logged 100, 150 again.
+    steps_and_losses = [(50, 1.0), (100, 2.0), (150, 3.0), (100, 20.0), (150, 30.0)]
+    (tmp_path / 'stats.jsonl').write_text(
+        ''.join(json.dumps({'step': s, 'loss/G': g}) + '\n' for s, g in steps_and_losses))
+    records = plot_training.read_stats(tmp_path)
+    assert [(r['step'], r['loss/G']) for r in records] == [(50, 1.0), (100, 20.0), (150, 30.0)]

@@ -26,7 +26,11 @@ PANELS = (  # (title, stats keys drawn in that panel)
 
 
 def read_stats(run_dir):
-    """[{...}, ...] records of <run_dir>/stats.jsonl; a clear error when it is missing or empty."""
+    """Records of <run_dir>/stats.jsonl in step order; a clear error when it is missing or empty.
+
+    A run resumed from an earlier checkpoint logs some steps again; the later record of a step
+    (the history that continued) replaces the earlier one.
+    """
     path = os.path.join(run_dir, STATS_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"'{path}' not found; pass the --output_dir of a training run")
@@ -34,7 +38,8 @@ def read_stats(run_dir):
         records = [json.loads(line) for line in handle if line.strip()]
     if not records:
         raise ValueError(f"'{path}' has no records yet; train for at least --log_interval steps")
-    return records
+    by_step = {record['step']: record for record in records}
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def plot(records, output):
