@@ -168,14 +168,14 @@ TINY_test = _merge(CARLA_default, {
 # The shipped demo model: the built-in synthetic objects at 32 px, trainable on 2 CPU cores.
 SYNTHETIC_demo = _merge(CARLA_default, {
     'global': {'img_size': 32, 'batch_size': 8},
-    'optimizer': {'gen_lr': 5e-5, 'sampling_network_lr': 5e-6, 'disc_lr': 2e-4},
-    'process': {'batch_split': 1, 'pos_lambda': 1.0, 'real_pos_lambda': 1.0, 'r1_interval': 4, 'r1_lambda': 10.0},
+    'optimizer': {'gen_lr': 1e-4, 'sampling_network_lr': 1e-5, 'disc_lr': 2e-4},
+    'process': {'batch_split': 1, 'pos_lambda': 1.0, 'real_pos_lambda': 1.0, 'r1_interval': 4},
     'generator': {
         'kwargs': {'img_size': 32, 'z_dim': 64},
         'representation': {'kwargs': {'hidden_dim': 64, 'hidden_dim_sample': 32}},
         'renderer': {'kwargs': {'num_samples': 24, 'num_manifolds': 12, 'levels_start': 35, 'levels_end': 5}},
     },
-    'discriminator': {'kwargs': {'img_size': 32, 'max_channels': 128, 'minibatch_std_group': 4}},
+    'discriminator': {'kwargs': {'img_size': 32, 'max_channels': 128}},
     'dataset': {'class': 'PosedImageFolder', 'kwargs': {'img_size': 32, 'dataset_path': 'data/synthetic'}},
 })
 
