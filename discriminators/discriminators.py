@@ -22,6 +22,7 @@ LEAKY_SLOPE = 0.2             # negative slope of every LeakyReLU
 FINAL_SIZE = 2                # spatial size reached by the blocks; the final conv kernel
 NUM_OUTPUTS = 3               # realism logit + camera_pos (phi, theta)
 MIN_IMG_SIZE, MAX_IMG_SIZE = 16, 512  # supported input resolutions (powers of 2)
+MINIBATCH_STD_EPS = 1e-8      # added to the variance before the square root (gradient at 0)
 
 
 def add_coords(x):
@@ -95,7 +96,7 @@ def append_minibatch_std(x, group_size):
         raise ValueError(f"minibatch std: batch of {batch} images is not a multiple of the group size "
                          f"{group}; pick a batch size divisible by it")
     grouped = x.reshape(batch // group, group, channels, height, width)          # [B/G, G, C, H, W]
-    std = torch.sqrt(grouped.var(dim=1, unbiased=False) + 1e-8)                  # [B/G, C, H, W]
+    std = torch.sqrt(grouped.var(dim=1, unbiased=False) + MINIBATCH_STD_EPS)    # [B/G, C, H, W]
     std = std.mean(dim=(1, 2, 3)).repeat_interleave(group)                       # [B]
     std_channel = std.view(batch, 1, 1, 1).expand(batch, 1, height, width)
     return torch.cat([x, std_channel], dim=1)
@@ -123,8 +124,8 @@ class GramDiscriminator(nn.Module):
             for CPU training; it replaces 400 everywhere, including the final conv's input.
         minibatch_std_group: 0 (released: off) or a group size G: before the final conv, one
             channel holding the feature standard deviation across each group of G images is
-            appended (StyleGAN's minibatch standard deviation), so the discriminator sees the
-            diversity of a batch and punishes a generator that ignores z. The batch size must
+            appended (StyleGAN's minibatch standard deviation), so the discriminator can see
+            how varied a batch is (a common counter to mode collapse). The batch size must
             be a multiple of G (or smaller than G: then the whole batch is one group).
     """
 
