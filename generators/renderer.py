@@ -9,7 +9,9 @@ import torch
 
 from generators import cameras, compositing, intersections
 
-DEFAULT_CHUNK_RAYS = 4096  # rays per chunk: bounds memory at any resolution
+# Rays per chunk (per image): bounds memory at any resolution. Small chunks keep the activations
+# cache-sized: a 128 px FFHQ render took 3.5 s in chunks of 128-256 rays vs 6.1 s in chunks of 4096.
+DEFAULT_CHUNK_RAYS = 256
 
 
 class ManifoldRenderer:
