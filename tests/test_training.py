@@ -14,7 +14,7 @@ import configs
 from discriminators import build_discriminator
 from generators import build_generator
 from training import GramLoss, TrainingError, training_loop
-from training.loop import generator_param_groups, take_optimizer_step
+from training.loop import ProgressLog, generator_param_groups, latent_spread, take_optimizer_step
 from utils import checkpoint
 
 SEED = 3
@@ -296,3 +296,22 @@ def test_model_config_mismatch_and_other_differences():
     with pytest.raises(checkpoint.CheckpointError, match=r'another config \(generator\.kwargs\.z_dim: 16 -> 8\)'):
         checkpoint.check_same_model(config, configs.apply_overrides(config, ['generator.kwargs.z_dim=8']), 'ckpt.pt')
     assert math.isclose(configs.get_config('CARLA_default')['optimizer']['sampling_network_lr'], 2e-6)
+
+
+def test_latent_spread_is_pixel_std_over_latents():
+    same = torch.full((4, 3, 2, 2), 0.3)
+    assert latent_spread(same) == 0.0
+    # Two latents differing by 2 at every value: std over K=2 (unbiased) = 2 / sqrt(2).
+    pair = torch.stack([torch.zeros(3, 2, 2), torch.full((3, 2, 2), 2.0)])
+    assert abs(latent_spread(pair) - math.sqrt(2)) < 1e-6
+
+
+def test_snapshots_log_their_latent_spread(tmp_path, capsys):
+    log = ProgressLog(str(tmp_path), True, log_interval=1, images_per_step=2, start_step=0, total_steps=1)
+    images = {'front': torch.zeros(4, 3, 8, 8), 'tilted': torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8),
+                                                                       torch.zeros(3, 8, 8), torch.ones(3, 8, 8)])}
+    log.save_snapshots(250, images)
+    log.close()
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith('snapshot')][0]
+    assert 'front 0.0000' in line and f'tilted {math.sqrt(1 / 3):.4f}' in line
+    assert sorted(os.listdir(tmp_path / 'snapshots')) == ['0000250_front.png', '0000250_tilted.png']

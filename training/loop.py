@@ -282,6 +282,12 @@ def render_snapshots(generator, z, render_kwargs, batch_size, autocast):
     return images
 
 
+def latent_spread(images):
+    """Mode-collapse gauge: images [K, 3, N, N] of K latents at one camera -> the mean over pixels
+    and channels of the standard deviation over the K latents (0 when all images are equal)."""
+    return images.float().std(dim=0).mean().item()
+
+
 def collect_rng_state(device, batch_in_epoch):
     """RNG state of every rank (collective): {'torch_cpu' [world, n] uint8, 'torch_cuda' (CUDA only),
     'world_size', 'batch_in_epoch'}."""
@@ -350,13 +356,19 @@ class ProgressLog:
         self.writer.flush()
 
     def save_snapshots(self, step, images):
-        """5x5 grids of the snapshot renders -> snapshots/{step}_{view}.png and TensorBoard."""
+        """5x5 grids of the snapshot renders -> snapshots/{step}_{view}.png and TensorBoard, plus
+        each view's latent spread (log line and TensorBoard scalar) as a mode-collapse gauge."""
+        spreads = {}
         for view, batch in images.items():
             grid = make_grid(batch * 0.5 + 0.5, nrow=SNAPSHOT_ROWS).clamp(0, 1)  # [3, H, W] in [0, 1]
             with atomic_path(os.path.join(self.output_dir, 'snapshots', f'{step:07d}_{view}.png')) as tmp_path:
                 save_image(grid, tmp_path)
             self.writer.add_image(f'snapshot/{view}', grid, step)
+            spreads[view] = latent_spread(batch)
+            self.writer.add_scalar(f'snapshot/{view}_latent_spread', spreads[view], step)
         self.writer.flush()
+        self.write(f"snapshot {step:7d} | latent spread " + ' | '.join(f'{view} {value:.4f}' for view, value in spreads.items())
+                   + ' (pixel std over the snapshot latents; near 0 = every latent gives the same image)')
 
     def close(self):
         self.bar.close()
