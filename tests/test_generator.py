@@ -273,6 +273,24 @@ def test_skipping_invalid_slots_matches_dense_evaluation(background):
         assert ((ours_grad - dense_grad).abs().max() / scale) < 1e-4, name
 
 
+def test_batch_with_unequal_valid_counts_matches_single_renders():
+    """The batch is packed to the largest valid count; padding rows must not leak into outputs."""
+    generator, config = tiny_generator(seed=1, background=False, white_back=True)
+    z = torch.randn(2, generator.z_dim)
+    camera_pos = torch.tensor([[1.0, 1.4], [0.3, 1.9]])
+    with torch.no_grad():
+        img, _, detail = generator.experiment(z, **config['camera'], camera_pos=camera_pos)
+        singles = [generator.experiment(z[b:b + 1], **config['camera'], camera_pos=camera_pos[b:b + 1])
+                   for b in range(2)]
+    counts = detail['validity'].sum(dim=(1, 2, 3))
+    assert counts[0] != counts[1]
+    for b, (single_img, _, single_detail) in enumerate(singles):
+        assert torch.allclose(img[b], single_img[0], atol=1e-6)
+        assert torch.equal(detail['outputs'][b][detail['validity'][b].squeeze(-1) == 0],
+                           torch.zeros_like(detail['outputs'][b][detail['validity'][b].squeeze(-1) == 0]))
+        assert torch.allclose(detail['outputs'][b], single_detail['outputs'][0], atol=1e-6)
+
+
 def test_some_slots_are_skipped_in_the_tiny_setting():
     generator, config = tiny_generator(seed=1)
     with torch.no_grad():
