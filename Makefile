@@ -25,7 +25,7 @@ DEMO_SEED       ?= 0
 # size of the built-in synthetic dataset
 DEMO_NUM_IMAGES ?= 10000
 # where the dataset is generated
-DEMO_DATA       ?= data/synthetic
+DEMO_DATA       ?= data/synthetic_demo
 # training run folder (resumed when present)
 DEMO_RUN        ?= runs/demo
 
@@ -54,7 +54,7 @@ demo: $(STAMP)
 	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (orbits), depth_<seed>.gif, demo_grid.png, shape_0.ply"
 
 demo-train: $(STAMP)
-	$(PY) preprocess_dataset.py --cate synthetic --output_dir $(DEMO_DATA) \
+	$(PY) preprocess_dataset.py --cate synthetic --config SYNTHETIC_demo --output_dir $(DEMO_DATA) \
 		--num_images $(DEMO_NUM_IMAGES) --seed $(DEMO_SEED)
 	$(PY) train.py --config SYNTHETIC_demo --data_dir $(DEMO_DATA) --output_dir $(DEMO_RUN) \
 		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --sample_interval 250 --model_save_interval 2000 \

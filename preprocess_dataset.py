@@ -34,6 +34,7 @@ import scipy.io
 from PIL import Image
 from tqdm import tqdm
 
+import configs
 from datasets import synthetic
 from utils.alignment import (  # noqa: F401  (re-exported: the released functions live here)
     CAT_LANDMARK_WEIGHTS, CAT_TEMPLATE, FACE_TEMPLATE, POS, PoseFit, align_img_cats, align_img_ffhq,
@@ -255,10 +256,15 @@ def preprocess_raw(cate, raw_dir, output_dir, workers=None, overwrite=False, pro
     return report
 
 
-def preprocess_synthetic(output_dir, num_images, img_size, seed, workers=None, overwrite=False, progress=True):
-    """Render the built-in synthetic dataset and write a report like preprocess_raw's."""
+def preprocess_synthetic(output_dir, num_images, img_size, seed, config_name=None, workers=None,
+                         overwrite=False, progress=True):
+    """Render the built-in synthetic dataset and write a report like preprocess_raw's.
+
+    Poses follow the pose distribution of the config `config_name` (default: CARLA_default's).
+    """
+    poses = synthetic.CARLA_POSES if config_name is None else synthetic.poses_from_config(configs.get_config(config_name))
     written, done = synthetic.render_synthetic_dataset(
-        output_dir, num_images=num_images, img_size=img_size, seed=seed, workers=workers,
+        output_dir, num_images=num_images, img_size=img_size, seed=seed, poses=poses, workers=workers,
         overwrite=overwrite, progress=progress)
     report = {'cate': 'synthetic', 'output_dir': output_dir, 'found': num_images,
               'written': written, 'already_done': done, 'skipped': []}
@@ -283,11 +289,16 @@ def parse_args(argv=None):
     parser.add_argument('--num_images', type=int, default=10000, help='synthetic only: number of images')
     parser.add_argument('--img_size', type=int, default=64, help='synthetic only: image side in pixels')
     parser.add_argument('--seed', type=int, default=0, help='synthetic only: random seed (same seed, same data)')
+    parser.add_argument('--config', default=None,
+                        help="synthetic only: draw camera poses from this config's pose distribution, "
+                             "e.g. SYNTHETIC_demo (default: CARLA_default's full upper hemisphere)")
     args = parser.parse_args(argv)
     if args.output_dir is None:
         args.output_dir = os.path.join('data', args.cate)
     if args.cate != 'synthetic' and args.raw_dataset_path is None:
         parser.error(f'--cate={args.cate} needs --raw_dataset_path=./raw_data/{args.cate}')
+    if args.config is not None and args.config not in configs.CONFIGS:
+        parser.error(f"unknown --config '{args.config}'; valid names: {', '.join(configs.CONFIGS)}")
     if args.workers < 1 or args.num_images < 1 or args.img_size < 1:
         parser.error('--workers, --num_images and --img_size must be positive')
     return args
@@ -298,7 +309,7 @@ def main(argv=None):
     try:
         if args.cate == 'synthetic':
             report = preprocess_synthetic(args.output_dir, args.num_images, args.img_size, args.seed,
-                                          workers=args.workers, overwrite=args.overwrite)
+                                          config_name=args.config, workers=args.workers, overwrite=args.overwrite)
         else:
             report = preprocess_raw(args.cate, args.raw_dataset_path, args.output_dir,
                                     workers=args.workers, overwrite=args.overwrite)

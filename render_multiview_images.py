@@ -18,9 +18,10 @@ Camera family, chosen from the config's dataset class (SPEC §9):
   view dependence kept.
 Trajectories (--trajectory):
   released  the released script's path: yaw sweep for faces/cats, full orbit for objects (default).
-  sweep     yaw swings -0.4 -> +0.4 -> -0.4 rad around the front (the released faces path).
+  sweep     yaw swings -a -> +a -> -a around the front, a = --yaw_amplitude (default 0.4 rad, the
+            released faces path; the demo uses pi/4, the range its model was trained on).
   orbit     a full turn: yaw = linspace(-pi, pi, F + 1)[:-1] + pi/2.
-  grid      a yaw x pitch grid (yaw +-0.4, pitch +-0.2 rad), rows x cols = F, visited row by row
+  grid      a yaw x pitch grid (yaw +-a, pitch +-0.2 rad), rows x cols = F, visited row by row
             in alternating directions so the animation has no jumps.
 Documented fix: for an odd number of frames the released sweep lists are one angle short (and
 its last frame stays black); our sweep then samples the same triangle wave at F points, so every
@@ -102,16 +103,19 @@ def grid_offsets(frames, yaw_amplitude=SWEEP_YAW, pitch_amplitude=GRID_PITCH):
     return pitch_list, yaw_list
 
 
-def trajectory_angles(name, frames, family):
-    """Absolute (pitch, yaw) lists of length `frames` for trajectory `name` and camera family."""
+def trajectory_angles(name, frames, family, yaw_amplitude=SWEEP_YAW):
+    """Absolute (pitch, yaw) lists of length `frames` for trajectory `name` and camera family.
+
+    yaw_amplitude: half-range of the sweep and grid yaws, radians (the orbit always turns fully).
+    """
     if name == 'released':
         name = 'orbit' if family['name'] == 'object' else 'sweep'
     if name == 'sweep':
-        yaw_offsets, pitch_offsets = sweep_yaw_offsets(frames), [0.0] * frames
+        yaw_offsets, pitch_offsets = sweep_yaw_offsets(frames, yaw_amplitude), [0.0] * frames
     elif name == 'orbit':
         yaw_offsets, pitch_offsets = orbit_yaw_offsets(frames), [0.0] * frames
     elif name == 'grid':
-        pitch_offsets, yaw_offsets = grid_offsets(frames)
+        pitch_offsets, yaw_offsets = grid_offsets(frames, yaw_amplitude)
     else:
         raise ValueError(f"unknown trajectory '{name}'; choose one of {', '.join(TRAJECTORIES)}")
     pitches = [float(offset) + family['pitch'] for offset in pitch_offsets]
@@ -205,6 +209,8 @@ def parse_args(argv=None):
     parser.add_argument('--depth', action='store_true', help='also write depth_<seed>_<i>.png and depth_<seed>.gif')
     parser.add_argument('--trajectory', choices=TRAJECTORIES, default='released',
                         help='camera path: released (faces sweep / objects orbit), sweep, orbit or grid')
+    parser.add_argument('--yaw_amplitude', type=float, default=SWEEP_YAW,
+                        help='yaw half-range of the sweep and grid trajectories, radians (default: released 0.4)')
     parser.add_argument('--batch_size', type=int, default=1, help='frames rendered per forward pass (>= 1)')
     parser.add_argument('--chunk_rays', type=int, default=DEFAULT_CHUNK_RAYS,
                         help='rays evaluated at once inside a forward pass (lower = less memory)')
@@ -227,7 +233,7 @@ def run(args):
     family = camera_family(config)
     camera = {'fov': family['fov'], 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
     img_size = args.img_size or generator.img_size
-    pitches, yaws = trajectory_angles(args.trajectory, args.frames, family)
+    pitches, yaws = trajectory_angles(args.trajectory, args.frames, family, args.yaw_amplitude)
     origins = [camera_origin(pitch, yaw) for pitch, yaw in zip(pitches, yaws)]
     watermark = None if args.no_watermark else make_watermark(img_size, img_size)
     tqdm.write(f'rendering {len(seeds)} seeds x {args.frames} frames at {img_size} px on {device} '

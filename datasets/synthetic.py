@@ -6,9 +6,11 @@ tail lights at the back) with random proportions and paint, lit by one direction
 ambient (Lambert), on a white background. The car is fixed in the world with its front facing
 +z; the camera moves, so the pose says which side is seen.
 
-Cameras follow SPEC §1 and the CARLA_default pose distribution (spherical_uniform over the
-upper hemisphere): a camera at distance 1 from the origin, looking at it, with
-origin = (sin phi cos theta, cos phi, sin phi sin theta). Worked example: phi = theta = pi/2
+Cameras follow SPEC §1: a camera at distance 1 from the origin, looking at it, with
+origin = (sin phi cos theta, cos phi, sin phi sin theta). Poses are drawn from a config's pose
+distribution (generators.cameras.sample_camera_positions); the default is CARLA_default's
+(spherical_uniform over the upper hemisphere), and a config such as SYNTHETIC_demo can narrow it
+so that the data and the generator's training poses match. Worked example: phi = theta = pi/2
 is the camera at (0, 0, 1) that sees the car's front. The car fits in a ball of radius
 OBJECT_RADIUS around the origin, so every visible surface lies between RAY_START and RAY_END
 along every ray, and the frame (FOV_DEG) holds it from every view.
@@ -41,12 +43,11 @@ RAY_END = 1.3            # farthest depth the generator samples
 CAMERA_RADIUS = 1.0      # cameras sit on the unit sphere
 OBJECT_RADIUS = 0.28     # every car lies inside this ball around the origin
 
-# Pose distribution: CARLA_default's spherical_uniform (SPEC §1).
-H_MEAN = math.pi / 2               # mean azimuth theta
-H_STDDEV = math.pi                 # theta uniform in [H_MEAN - pi, H_MEAN + pi)
-V_MEAN = math.pi * 42.5 / 180      # with V_STDDEV: phi from 0 to ~87 degrees (upper hemisphere)
-V_STDDEV = math.pi * 42.5 / 180
-POLE_EPS = 1e-5                    # phi kept this far from the poles (look-at frame defined)
+# Pose distribution keys of a generator config (generators.cameras.sample_camera_positions).
+POSE_KEYS = ('sample_dist', 'h_mean', 'h_stddev', 'v_mean', 'v_stddev')
+# Default: CARLA_default's spherical_uniform, theta all around, phi from 0 to ~87 degrees.
+CARLA_POSES = {'sample_dist': 'spherical_uniform', 'h_mean': math.pi / 2, 'h_stddev': math.pi,
+               'v_mean': math.pi * 42.5 / 180, 'v_stddev': math.pi * 42.5 / 180}
 
 # Lighting (Lambert + ambient) and background.
 # The light lies in the car's mirror plane (x = 0), so a left-right flipped image is exactly the
@@ -102,12 +103,26 @@ def to_carla_extrinsics(cam2world):
     return extrinsics
 
 
-def sample_camera_pos(rng):
-    """Draw (phi, theta) from the spherical_uniform CARLA distribution (theta first, then phi)."""
-    theta = (rng.random() - 0.5) * 2 * H_STDDEV + H_MEAN
-    v = (rng.random() - 0.5) * 2 * (V_STDDEV / math.pi) + V_MEAN / math.pi
-    v = min(max(v, POLE_EPS), 1 - POLE_EPS)
-    phi = min(max(math.acos(1 - 2 * v), POLE_EPS), math.pi - POLE_EPS)
+def poses_from_config(config):
+    """The pose distribution (POSE_KEYS) of a config, checked against the renderer's camera.
+
+    Raises ValueError if the config's fov or ray range differs from the one the cars are framed
+    for (FOV_DEG, RAY_START, RAY_END): such data would not match what the generator renders.
+    """
+    camera = config['camera']
+    expected = {'fov': FOV_DEG, 'ray_start': RAY_START, 'ray_end': RAY_END}
+    for key, value in expected.items():
+        if not math.isclose(camera[key], value):
+            raise ValueError(f"config camera {key}={camera[key]} but the synthetic cars are framed for "
+                             f"{key}={value}; use a config built on CARLA_default's camera (e.g. SYNTHETIC_demo)")
+    return {key: config['generator']['kwargs'][key] for key in POSE_KEYS}
+
+
+def sample_camera_pos(rng, poses=CARLA_POSES):
+    """Draw (phi, theta) from the pose distribution `poses` (POSE_KEYS), seeded by `rng`."""
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))
+    _, camera_pos = cameras.sample_camera_positions(1, device='cpu', generator=generator, **poses)
+    phi, theta = camera_pos[0].tolist()
     return phi, theta
 
 
@@ -303,14 +318,14 @@ def render_view(parts, camera_pos, img_size, fov_deg=FOV_DEG):
             mask.reshape(shape), cam2world)
 
 
-def render_example(index, seed, img_size):
+def render_example(index, seed, img_size, poses=CARLA_POSES):
     """Image `index` of the dataset made with `seed`: (rgb, depth, mask, CARLA extrinsics [4, 4]).
 
-    Depends only on (seed, index), so any worker order gives the same dataset.
+    Depends only on (seed, index, poses), so any worker order gives the same dataset.
     """
     rng = np.random.default_rng([seed, index])
     parts = sample_car(rng)
-    camera_pos = sample_camera_pos(rng)
+    camera_pos = sample_camera_pos(rng, poses)
     rgb, depth, mask, cam2world = render_view(parts, camera_pos, img_size)
     return rgb, depth, mask, to_carla_extrinsics(cam2world)
 
@@ -328,12 +343,12 @@ def example_paths(output_dir, name):
     }
 
 
-def _write_example(index, output_dir, seed, img_size, overwrite):
+def _write_example(index, output_dir, seed, img_size, poses, overwrite):
     """Render and write one example; returns True if written, False if it already existed."""
     paths = example_paths(output_dir, f'{index:06d}')
     if not overwrite and all(os.path.exists(path) for path in paths.values()):
         return False
-    rgb, depth, mask, extrinsics = render_example(index, seed, img_size)
+    rgb, depth, mask, extrinsics = render_example(index, seed, img_size, poses)
     with atomic_path(paths['pose']) as tmp:
         np.save(tmp, extrinsics)
     with atomic_path(paths['depth']) as tmp:
@@ -343,23 +358,23 @@ def _write_example(index, output_dir, seed, img_size, overwrite):
     return True
 
 
-def dataset_info(num_images, img_size, seed):
+def dataset_info(num_images, img_size, seed, poses):
     """Metadata written next to the dataset (and checked on re-runs)."""
     return {
         'generator': 'datasets/synthetic.py toy cars', 'num_images': num_images,
-        'img_size': img_size, 'seed': seed, 'fov': FOV_DEG, 'ray_start': RAY_START,
+        'img_size': img_size, 'seed': seed, 'poses': dict(poses), 'fov': FOV_DEG, 'ray_start': RAY_START,
         'ray_end': RAY_END, 'camera_radius': CAMERA_RADIUS, 'object_radius': OBJECT_RADIUS,
         'pose_format': 'CARLA extrinsics (4x4 camera-to-world, z up)',
         'depth': 'float32 [H, W] distance along the unit ray, 0 on the background',
     }
 
 
-def render_synthetic_dataset(output_dir, num_images=10000, img_size=64, seed=0, workers=None,
-                             overwrite=False, progress=True):
+def render_synthetic_dataset(output_dir, num_images=10000, img_size=64, seed=0, poses=CARLA_POSES,
+                             workers=None, overwrite=False, progress=True):
     """Write the synthetic dataset to `output_dir` (training layout of CARLA plus depth/ and masks/).
 
-    Examples already on disk are kept unless `overwrite`. A folder made with another img_size
-    or seed is refused (mixing them would corrupt the set).
+    Examples already on disk are kept unless `overwrite`. A folder made with another img_size,
+    seed or pose distribution is refused (mixing them would corrupt the set).
     Returns:
         (written, already_done) counts.
     """
@@ -367,15 +382,15 @@ def render_synthetic_dataset(output_dir, num_images=10000, img_size=64, seed=0, 
     if os.path.exists(info_path) and not overwrite:
         with open(info_path) as handle:
             old = json.load(handle)
-        if (old.get('img_size'), old.get('seed')) != (img_size, seed):
+        if (old.get('img_size'), old.get('seed'), old.get('poses')) != (img_size, seed, dict(poses)):
             raise ValueError(
                 f"'{output_dir}' holds a synthetic set with img_size={old.get('img_size')}, "
-                f"seed={old.get('seed')}; pass --overwrite or choose another --output_dir")
+                f"seed={old.get('seed')}, poses={old.get('poses')}; pass --overwrite or choose another --output_dir")
     os.makedirs(output_dir, exist_ok=True)
-    atomic_write_text(json.dumps(dataset_info(num_images, img_size, seed), indent=2) + '\n', info_path)
+    atomic_write_text(json.dumps(dataset_info(num_images, img_size, seed, poses), indent=2) + '\n', info_path)
 
     task = functools.partial(_write_example, output_dir=output_dir, seed=seed, img_size=img_size,
-                             overwrite=overwrite)
+                             poses=dict(poses), overwrite=overwrite)
     workers = workers or os.cpu_count() or 1
     bar = functools.partial(tqdm, total=num_images, desc='synthetic', unit='img', disable=not progress)
     if workers == 1:

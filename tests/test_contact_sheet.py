@@ -23,6 +23,13 @@ def test_rows_are_seeds_and_columns_evenly_spaced_frames(tmp_path):
     assert sheet[0, 4, 0] == 255  # white gap
 
 
+def test_first_frames_limits_the_span(tmp_path):
+    write_frames(tmp_path, 0, 24)  # e.g. a sweep: frames 0..15 go one way, 16..23 back
+    sheet = np.asarray(contact_sheet.contact_sheet(tmp_path, [0], columns=4, first_frames=16))
+    step = 4 + contact_sheet.GAP
+    assert [sheet[0, c * step, 0] for c in range(4)] == [0, 40, 80, 120]  # frames 0, 4, 8, 12
+
+
 def test_missing_frames_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match='no grid_3_<i>.png frames'):
         contact_sheet.contact_sheet(tmp_path, [3], columns=2)

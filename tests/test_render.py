@@ -58,6 +58,14 @@ def test_orbit_and_grid_angles():
     assert [p - math.pi / 2 for p in pitches] == pytest.approx([-0.2] * 3 + [0.2] * 3)
     assert [y - math.pi / 2 for y in yaws] == pytest.approx([-0.4, 0.0, 0.4, 0.4, 0.0, -0.4])
 
+    # --yaw_amplitude widens the sweep and the grid (the demo sweeps +-pi/4); the orbit ignores it.
+    _, yaws = render.trajectory_angles('sweep', 4, carla, yaw_amplitude=math.pi / 4)
+    assert [y - math.pi / 2 for y in yaws] == pytest.approx([-math.pi / 4, 0.0, math.pi / 4, 0.0])
+    _, yaws = render.trajectory_angles('grid', 6, face, yaw_amplitude=0.1)
+    assert [y - math.pi / 2 for y in yaws] == pytest.approx([-0.1, 0.0, 0.1, 0.1, 0.0, -0.1])
+    assert render.trajectory_angles('orbit', 4, carla, yaw_amplitude=0.1)[1] == pytest.approx(
+        [-math.pi / 2, 0.0, math.pi / 2, math.pi])
+
 
 def test_camera_families():
     face = render.camera_family(configs.get_config('CATS_default'))

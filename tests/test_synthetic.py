@@ -1,4 +1,5 @@
 """Built-in synthetic dataset: ray-cast geometry, stored cameras, flip convention, file layout."""
+import json
 import math
 import os
 import subprocess
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import configs
 from conftest import ROOT
 from datasets import read_extrinsics_npy, transform_matrix_to_camera_pos
 from datasets import synthetic
@@ -210,3 +212,40 @@ def test_command_line(tmp_path):
                  'masks/000002_mask.png', 'preprocess_report.json', 'synthetic_info.json']:
         assert (out / name).exists(), name
     assert Image.open(out / '000002.png').size == (16, 16)
+
+
+def test_config_pose_distribution_bounds_the_dataset_cameras(tmp_path):
+    config = configs.get_config('SYNTHETIC_demo')
+    poses = synthetic.poses_from_config(config)
+    kwargs = config['generator']['kwargs']
+    assert poses == {key: kwargs[key] for key in synthetic.POSE_KEYS} and poses['sample_dist'] == 'uniform'
+    synthetic.render_synthetic_dataset(str(tmp_path), 30, 16, seed=1, poses=poses, workers=1, progress=False)
+    camera_pos = np.stack([read_extrinsics_npy(str(tmp_path / 'poses' / f'{i:06d}_extrinsics.npy')).double().numpy()
+                           for i in range(30)])  # [30, 2] = (phi, theta)
+    # uniform: phi in v_mean +- v_stddev, theta in h_mean +- h_stddev (slack: float32 draws).
+    assert (np.abs(camera_pos[:, 0] - poses['v_mean']) <= poses['v_stddev'] + 1e-6).all()
+    assert (np.abs(camera_pos[:, 1] - poses['h_mean']) <= poses['h_stddev'] + 1e-6).all()
+    assert camera_pos[:, 1].std() > poses['h_stddev'] / 4  # spread out, not one view
+    # The default (CARLA) distribution reaches far outside that range.
+    default_pos = [synthetic.sample_camera_pos(np.random.default_rng([1, i])) for i in range(30)]
+    assert max(abs(theta - poses['h_mean']) for _, theta in default_pos) > 2 * poses['h_stddev']
+    # Same folder, other poses: refused rather than mixed.
+    with pytest.raises(ValueError, match='poses='):
+        synthetic.render_synthetic_dataset(str(tmp_path), 30, 16, seed=1, workers=1, progress=False)
+
+
+def test_config_with_another_camera_is_refused():
+    with pytest.raises(ValueError, match='fov=12'):
+        synthetic.poses_from_config(configs.get_config('FFHQ_default'))
+
+
+def test_command_line_config_option(tmp_path):
+    out = tmp_path / 'demo_poses'
+    base = [sys.executable, os.path.join(ROOT, 'preprocess_dataset.py'), '--cate=synthetic', '--num_images=2',
+            '--img_size=16', f'--output_dir={out}', '--workers=1']
+    result = subprocess.run(base + ['--config=SYNTHETIC_demo'], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / 'synthetic_info.json').read_text())
+    assert info['poses'] == synthetic.poses_from_config(configs.get_config('SYNTHETIC_demo'))
+    result = subprocess.run(base + ['--config=NOPE'], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and "unknown --config 'NOPE'" in result.stderr

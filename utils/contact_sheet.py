@@ -1,7 +1,8 @@
-"""Contact sheet of rendered frames: one row per seed, evenly spaced frames of its orbit.
+"""Contact sheet of rendered frames: one row per seed, evenly spaced frames of its trajectory.
 
     python -m utils.contact_sheet --frames_dir outputs/demo --seeds 0-5 --columns 6 \
         --output outputs/demo/demo_grid.png
+    python -m utils.contact_sheet ... --first_frames 16   # the first half of a 30-frame sweep
 
 Reads the `grid_<seed>_<i>.png` frames written by render_multiview_images.py.
 """
@@ -32,11 +33,14 @@ def frame_paths(frames_dir, seed):
     return [os.path.join(frames_dir, name) for _, name in numbered]
 
 
-def contact_sheet(frames_dir, seeds, columns):
-    """PIL image: row r = seed r, column c = frame round(c * F / columns) of that seed."""
+def contact_sheet(frames_dir, seeds, columns, first_frames=None):
+    """PIL image: row r = seed r, column c = frame round(c * F / columns) of that seed.
+
+    F is the seed's frame count, or `first_frames` when given (only frames 0..first_frames-1 are used).
+    """
     rows = []
     for seed in seeds:
-        paths = frame_paths(frames_dir, seed)
+        paths = frame_paths(frames_dir, seed)[:first_frames]
         picks = [paths[round(c * len(paths) / columns)] for c in range(columns)]
         rows.append([Image.open(path).convert('RGB') for path in picks])
     tile_w, tile_h = rows[0][0].size
@@ -51,13 +55,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--frames_dir', required=True, help='folder with grid_<seed>_<i>.png frames')
     parser.add_argument('--seeds', required=True, help="seeds (rows): '0-5' or '0,3,7'")
-    parser.add_argument('--columns', type=int, default=6, help='frames per row, evenly spaced over the orbit')
+    parser.add_argument('--columns', type=int, default=6, help='frames per row, evenly spaced over the trajectory')
+    parser.add_argument('--first_frames', type=int, default=None,
+                        help='use only the first K frames of each seed (e.g. one way of a sweep; default: all)')
     parser.add_argument('--output', required=True, help='PNG to write')
     args = parser.parse_args(argv)
     try:
         if args.columns < 1:
             raise ValueError(f'--columns must be >= 1, got {args.columns}')
-        sheet = contact_sheet(args.frames_dir, parse_seeds(args.seeds), args.columns)
+        if args.first_frames is not None and args.first_frames < 1:
+            raise ValueError(f'--first_frames must be >= 1, got {args.first_frames}')
+        sheet = contact_sheet(args.frames_dir, parse_seeds(args.seeds), args.columns, args.first_frames)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)
