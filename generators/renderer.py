@@ -22,10 +22,15 @@ class ManifoldRenderer:
         num_manifolds: L slots per ray (levels + the background point when `background`).
         levels_start, levels_end: first and last level value.
         delta_alpha, white_back, last_back, background: compositing options (SPEC §4).
+        view_dependence: False feeds the locked view direction (0, 0, -1) to the colour layer
+            always, in training too: colour cannot depend on the viewpoint. Our option (the
+            released renderer is view-dependent, True); for Lambertian data such as the
+            built-in synthetic cars, where a generator can otherwise fake paint diversity
+            with view-dependent colour instead of using z.
     """
 
     def __init__(self, num_samples=64, num_manifolds=24, levels_start=23, levels_end=8,
-                 delta_alpha=0.04, last_back=False, white_back=False, background=True):
+                 delta_alpha=0.04, last_back=False, white_back=False, background=True, view_dependence=True):
         self.num_samples = num_samples
         self.num_manifolds = num_manifolds
         self.num_levels = num_manifolds - 1 if background else num_manifolds
@@ -35,6 +40,7 @@ class ManifoldRenderer:
         self.last_back = last_back
         self.white_back = white_back
         self.background = background
+        self.view_dependence = view_dependence
 
     def render(self, representation, frequencies, phase_shifts, cam2world, img_size, fov,
                ray_start, ray_end, pixel_range, lock_view_dependence=False, chunk_rays=DEFAULT_CHUNK_RAYS):
@@ -51,6 +57,7 @@ class ManifoldRenderer:
             invalid slots, which are never evaluated), 'validity' [B, R, L, 1].
         """
         start, end = pixel_range
+        lock_view_dependence = lock_view_dependence or not self.view_dependence
         chunks = [self._render_chunk(representation, frequencies, phase_shifts, cam2world, img_size, fov,
                                      ray_start, ray_end, (first, min(first + chunk_rays, end)),
                                      lock_view_dependence)

@@ -327,6 +327,27 @@ def test_lock_view_dependence_uses_a_fixed_direction():
     assert not torch.allclose(a, b)
 
 
+def test_view_independent_renderer_always_locks_the_direction():
+    # view_dependence=False: every render (training ones included) uses the locked direction, so
+    # the same weights give exactly the locked image; the colour layer cannot see the viewpoint.
+    locked_always, config = tiny_generator(view_dependence=False)
+    released, _ = tiny_generator(view_dependence=True)
+    released.load_state_dict(locked_always.state_dict())  # no new weights: same state layout
+    z = torch.randn(2, locked_always.z_dim)
+    pos = torch.tensor([[1.2, 1.0], [0.9, 2.1]])
+    with torch.no_grad():
+        free, _ = locked_always(z, **config['camera'], camera_pos=pos)
+        locked, _ = released(z, **config['camera'], camera_pos=pos, lock_view_dependence=True)
+        unlocked, _ = released(z, **config['camera'], camera_pos=pos)
+    assert torch.equal(free, locked)
+    assert not torch.allclose(free, unlocked)
+    # The option is an optional config key: released configs lack it and stay view-dependent.
+    assert 'view_dependence' not in configs.get_config('CARLA_default')['generator']['renderer']['kwargs']
+    assert build_generator(configs.get_config('TINY_test')).renderer.view_dependence
+    override = configs.apply_overrides(configs.get_config('CARLA_default'), ['generator.renderer.kwargs.view_dependence=False'])
+    assert build_generator(override).renderer.view_dependence is False
+
+
 def test_batch_of_camera_positions_and_camera_origin_list():
     generator, config = tiny_generator()
     z = torch.randn(2, generator.z_dim)
