@@ -57,7 +57,7 @@ demo-train: $(STAMP)
 	$(PY) preprocess_dataset.py --cate synthetic --config SYNTHETIC_demo --output_dir $(DEMO_DATA) \
 		--num_images $(DEMO_NUM_IMAGES) --seed $(DEMO_SEED)
 	$(PY) train.py --config SYNTHETIC_demo --data_dir $(DEMO_DATA) --output_dir $(DEMO_RUN) \
-		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --sample_interval 250 --model_save_interval 2000 \
+		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --num_workers 1 --sample_interval 250 --model_save_interval 2000 \
 		$$(test -d $(DEMO_RUN)/checkpoints && echo --load_dir $(DEMO_RUN))
 	$(PY) -m utils.convert_checkpoint --output $(DEMO_RUN)/synthetic_demo.pt \
 		--generator_file $$(ls $(DEMO_RUN)/checkpoints/step_*.pt | tail -n 1)
