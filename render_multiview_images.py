@@ -19,7 +19,7 @@ Camera family, chosen from the config's dataset class (SPEC §9):
 Trajectories (--trajectory):
   released  the released script's path: yaw sweep for faces/cats, full orbit for objects (default).
   sweep     yaw swings -a -> +a -> -a around the front, a = --yaw_amplitude (default 0.4 rad, the
-            released faces path; the demo uses pi/4, the range its model was trained on).
+            released faces path; 0.785 = pi/4 is the yaw range SYNTHETIC_demo trains on).
   orbit     a full turn: yaw = linspace(-pi, pi, F + 1)[:-1] + pi/2.
   grid      a yaw x pitch grid (yaw +-a, pitch +-0.2 rad), rows x cols = F, visited row by row
             in alternating directions so the animation has no jumps.
