@@ -210,6 +210,7 @@ OPTIONAL_KEYS = {
     'optimizer.mapping_network_lr': 0.0,          # own lr for the FiLM mapping network
     'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
     'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
+    'discriminator.kwargs.minibatch_colour_std': False,  # std of mean colour per group (ours)
     'generator.renderer.kwargs.view_dependence': True,  # False: colour ignores the view (ours)
 }
 

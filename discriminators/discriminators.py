@@ -80,24 +80,27 @@ class ResidualCoordConvBlock(nn.Module):
         return (y + skip) / math.sqrt(2)
 
 
-def append_minibatch_std(x, group_size):
-    """Append the mean feature standard deviation across groups of images as one channel.
+def append_minibatch_std(x, group_size, source=None):
+    """Append the mean standard deviation across groups of images as one channel.
 
     Args:
         x: [B, C, H, W] features; B a multiple of the group size (or smaller than it).
         group_size: images per group G.
+        source: [B, ...] per-image values whose spread is measured (default: x itself).
     Returns:
-        [B, C + 1, H, W]; channel C holds, for every image, the std over its group averaged over
-        C, H, W (the same value at every pixel). Image b belongs to group b // G.
+        [B, C + 1, H, W]; channel C holds, for every image, the std of `source` over its group
+        averaged over the non-batch dimensions (the same value at every pixel). Image b belongs
+        to group b // G.
     """
-    batch, channels, height, width = x.shape
+    batch, _, height, width = x.shape
+    source = x if source is None else source
     group = min(group_size, batch)
     if batch % group:
         raise ValueError(f"minibatch std: batch of {batch} images is not a multiple of the group size "
                          f"{group}; pick a batch size divisible by it")
-    grouped = x.reshape(batch // group, group, channels, height, width)          # [B/G, G, C, H, W]
-    std = torch.sqrt(grouped.var(dim=1, unbiased=False) + MINIBATCH_STD_EPS)    # [B/G, C, H, W]
-    std = std.mean(dim=(1, 2, 3)).repeat_interleave(group)                       # [B]
+    grouped = source.reshape(batch // group, group, -1)                          # [B/G, G, D]
+    std = torch.sqrt(grouped.var(dim=1, unbiased=False) + MINIBATCH_STD_EPS)    # [B/G, D]
+    std = std.mean(dim=1).repeat_interleave(group)                               # [B]
     std_channel = std.view(batch, 1, 1, 1).expand(batch, 1, height, width)
     return torch.cat([x, std_channel], dim=1)
 
@@ -127,9 +130,13 @@ class GramDiscriminator(nn.Module):
             appended (StyleGAN's minibatch standard deviation), so the discriminator can see
             how varied a batch is (a common counter to mode collapse). The batch size must
             be a multiple of G (or smaller than G: then the whole batch is one group).
+        minibatch_colour_std: False (released) or True (needs minibatch_std_group): one more
+            channel holding the std across the same groups of each image's mean colour, a
+            statistic of colour variety that varied poses cannot fake.
     """
 
-    def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS, minibatch_std_group=0):
+    def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS, minibatch_std_group=0,
+                 minibatch_colour_std=False):
         super().__init__()
         valid_sizes = [2 ** k for k in range(int(math.log2(MIN_IMG_SIZE)), int(math.log2(MAX_IMG_SIZE)) + 1)]
         if img_size not in valid_sizes:
@@ -140,9 +147,13 @@ class GramDiscriminator(nn.Module):
         if not isinstance(minibatch_std_group, int) or minibatch_std_group < 0:
             raise ValueError("GramDiscriminator minibatch_std_group must be an int >= 0 (0 = off), "
                              f"got {minibatch_std_group!r}")
+        if minibatch_colour_std not in (False, True) or (minibatch_colour_std and not minibatch_std_group):
+            raise ValueError("GramDiscriminator minibatch_colour_std must be True or False and needs "
+                             f"minibatch_std_group > 0, got {minibatch_colour_std!r} with group {minibatch_std_group!r}")
         self.img_size = img_size
         self.max_channels = max_channels
         self.minibatch_std_group = minibatch_std_group
+        self.minibatch_colour_std = minibatch_colour_std
 
         def width(level):
             return min(max_channels, 2 ** level)
@@ -154,7 +165,7 @@ class GramDiscriminator(nn.Module):
             for level in range(first_level, TOP_LEVEL)
         ])
         self.fromRGB = AdapterBlock(width(first_level), img_channels)
-        std_channels = 1 if minibatch_std_group else 0
+        std_channels = (1 if minibatch_std_group else 0) + (1 if minibatch_colour_std else 0)
         self.final_layer = nn.Conv2d(width(TOP_LEVEL) + std_channels, NUM_OUTPUTS, FINAL_SIZE)
 
     def forward(self, img):
@@ -174,5 +185,7 @@ class GramDiscriminator(nn.Module):
             x = layer(x)
         if self.minibatch_std_group:
             x = append_minibatch_std(x, self.minibatch_std_group)
+        if self.minibatch_colour_std:
+            x = append_minibatch_std(x, self.minibatch_std_group, source=img.mean(dim=(2, 3)))  # [B, C]
         x = self.final_layer(x).reshape(x.shape[0], NUM_OUTPUTS)  # [B, 3, 1, 1] -> [B, 3]
         return x[:, 0:1], x[:, 1:3]

@@ -218,3 +218,23 @@ def test_minibatch_std_option():
     assert torch.equal(changed_other[0], prediction[0])
     with pytest.raises(ValueError, match='minibatch_std_group'):
         GramDiscriminator(32, minibatch_std_group=-1)
+
+
+def test_minibatch_colour_std_option():
+    with_colour = GramDiscriminator(32, max_channels=16, minibatch_std_group=2, minibatch_colour_std=True)
+    assert with_colour.state_dict()['final_layer.weight'].shape == (3, 18, 2, 2)
+    # Same colours in a group: the colour channel is ~0 whatever the layout; varied colours raise it.
+    grey = torch.zeros(2, 3, 32, 32)
+    red_blue = torch.zeros(2, 3, 32, 32)
+    red_blue[0, 0], red_blue[1, 2] = 1.0, 1.0
+    mean_colours = torch.cat([grey, red_blue]).mean(dim=(2, 3))                # [4, 3]
+    stats = append_minibatch_std(torch.zeros(4, 1, 1, 1), 2, source=mean_colours)[:, 1, 0, 0]
+    assert stats[:2].max().item() < 1e-3
+    assert torch.allclose(stats[2:], torch.full((2,), 1 / 3), atol=1e-3)     # stds (.5, 0, .5) -> 1/3
+    imgs = torch.randn(4, 3, 32, 32)
+    shifted = imgs.clone()
+    shifted[1] += 0.5                                                          # partner's colour changes
+    with torch.no_grad():
+        assert (with_colour(shifted)[0][0] - with_colour(imgs)[0][0]).abs().item() > 1e-6
+    with pytest.raises(ValueError, match='minibatch_colour_std'):
+        GramDiscriminator(32, minibatch_colour_std=True)
