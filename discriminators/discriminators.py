@@ -23,6 +23,7 @@ FINAL_SIZE = 2                # spatial size reached by the blocks; the final co
 NUM_OUTPUTS = 3               # realism logit + camera_pos (phi, theta)
 MIN_IMG_SIZE, MAX_IMG_SIZE = 16, 512  # supported input resolutions (powers of 2)
 MINIBATCH_STD_EPS = 1e-8      # added to the variance before the square root (gradient at 0)
+HUE_EPS = 1e-3                # added to the summed chroma magnitude (colourless images)
 
 
 def add_coords(x):
@@ -105,6 +106,22 @@ def append_minibatch_std(x, group_size, source=None):
     return torch.cat([x, std_channel], dim=1)
 
 
+def mean_hue(img):
+    """Each image's mean hue: its pixels' chroma, summed and divided by their summed magnitude.
+
+    Args:
+        img: [B, C, H, W].
+    Returns:
+        [B, C]. A pixel's chroma is its deviation from its own grey level (mean over channels),
+        so white, grey and black pixels add nothing; the ratio does not change with how much of
+        the image a coloured object covers. A uniformly coloured object gives the unit direction
+        of its chroma; a colourless image gives ~0.
+    """
+    chroma = img - img.mean(dim=1, keepdim=True)                                        # [B, C, H, W]
+    magnitude = torch.sqrt(chroma.pow(2).sum(dim=1) + MINIBATCH_STD_EPS)                # [B, H, W]
+    return chroma.sum(dim=(2, 3)) / (magnitude.sum(dim=(1, 2)).unsqueeze(1) + HUE_EPS)  # [B, C]
+
+
 class AdapterBlock(nn.Module):
     """fromRGB: 1x1 conv from image channels to the first feature width, then LeakyReLU."""
 
@@ -131,8 +148,8 @@ class GramDiscriminator(nn.Module):
             how varied a batch is (a common counter to mode collapse). The batch size must
             be a multiple of G (or smaller than G: then the whole batch is one group).
         minibatch_colour_std: False (released) or True (needs minibatch_std_group): one more
-            channel holding the std across the same groups of each image's mean colour, a
-            statistic of colour variety that varied poses cannot fake.
+            channel holding the std across the same groups of each image's mean hue
+            (`mean_hue`), a statistic of colour variety that varied poses cannot fake.
     """
 
     def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS, minibatch_std_group=0,
@@ -186,6 +203,6 @@ class GramDiscriminator(nn.Module):
         if self.minibatch_std_group:
             x = append_minibatch_std(x, self.minibatch_std_group)
         if self.minibatch_colour_std:
-            x = append_minibatch_std(x, self.minibatch_std_group, source=img.mean(dim=(2, 3)))  # [B, C]
+            x = append_minibatch_std(x, self.minibatch_std_group, source=mean_hue(img))
         x = self.final_layer(x).reshape(x.shape[0], NUM_OUTPUTS)  # [B, 3, 1, 1] -> [B, 3]
         return x[:, 0:1], x[:, 1:3]
