@@ -14,7 +14,7 @@ import configs
 from discriminators import build_discriminator
 from generators import build_generator
 from training import GramLoss, TrainingError, training_loop
-from training.loop import ProgressLog, generator_param_groups, latent_spread, take_optimizer_step
+from training.loop import ProgressLog, generator_param_groups, hue_spread, latent_spread, take_optimizer_step
 from utils import checkpoint
 
 SEED = 3
@@ -306,6 +306,17 @@ def test_latent_spread_is_pixel_std_over_latents():
     assert abs(latent_spread(pair) - math.sqrt(2)) < 1e-6
 
 
+def test_hue_spread_sees_colour_not_size():
+    red, blue = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1), torch.tensor([-1.0, -1.0, 1.0]).view(3, 1, 1)
+    small_and_large_red = torch.ones(2, 3, 8, 8)
+    small_and_large_red[0, :, :2, :2], small_and_large_red[1] = red, red
+    assert hue_spread(small_and_large_red) < 1e-3       # the pixels differ a lot, the colour does not
+    assert latent_spread(small_and_large_red) > 0.5
+    red_and_blue = torch.ones(2, 3, 8, 8)
+    red_and_blue[0, :, :2, :2], red_and_blue[1, :, :2, :2] = red, blue
+    assert hue_spread(red_and_blue) > 0.5
+
+
 def test_snapshots_log_their_latent_spread(tmp_path, capsys):
     log = ProgressLog(str(tmp_path), True, log_interval=1, images_per_step=2, start_step=0, total_steps=1)
     images = {'front': torch.zeros(4, 3, 8, 8), 'tilted': torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8),
@@ -314,4 +325,5 @@ def test_snapshots_log_their_latent_spread(tmp_path, capsys):
     log.close()
     line = [text for text in capsys.readouterr().out.splitlines() if text.startswith('snapshot')][0]
     assert 'front 0.0000' in line and f'tilted {math.sqrt(1 / 3):.4f}' in line
+    assert 'hue spread front 0.000 | tilted 0.000' in line  # grey images: no hue at all
     assert sorted(os.listdir(tmp_path / 'snapshots')) == ['0000250_front.png', '0000250_tilted.png']

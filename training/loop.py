@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from datasets import build_dataloader, build_dataset
 from discriminators import build_discriminator
+from discriminators.discriminators import mean_hue
 from generators import build_generator
 from training.loss import GramLoss
 from utils import checkpoint, distributed
@@ -288,6 +289,13 @@ def latent_spread(images):
     return images.float().std(dim=0).mean().item()
 
 
+def hue_spread(images):
+    """Colour-collapse gauge: images [K, 3, N, N] -> the std over the K latents of each image's
+    mean hue (discriminators.mean_hue), averaged over channels (0 when every latent has one
+    colour; ~0.4 for the built-in cars' paints)."""
+    return mean_hue(images.float()).std(dim=0).mean().item()
+
+
 def collect_rng_state(device, batch_in_epoch):
     """RNG state of every rank (collective): {'torch_cpu' [world, n] uint8, 'torch_cuda' (CUDA only),
     'world_size', 'batch_in_epoch'}."""
@@ -357,18 +365,22 @@ class ProgressLog:
 
     def save_snapshots(self, step, images):
         """5x5 grids of the snapshot renders -> snapshots/{step}_{view}.png and TensorBoard, plus
-        each view's latent spread (log line and TensorBoard scalar) as a mode-collapse gauge."""
-        spreads = {}
+        each view's latent and hue spreads (log line and TensorBoard scalars) as mode-collapse gauges."""
+        spreads, hues = {}, {}
         for view, batch in images.items():
             grid = make_grid(batch * 0.5 + 0.5, nrow=SNAPSHOT_ROWS).clamp(0, 1)  # [3, H, W] in [0, 1]
             with atomic_path(os.path.join(self.output_dir, 'snapshots', f'{step:07d}_{view}.png')) as tmp_path:
                 save_image(grid, tmp_path)
             self.writer.add_image(f'snapshot/{view}', grid, step)
             spreads[view] = latent_spread(batch)
+            hues[view] = hue_spread(batch)
             self.writer.add_scalar(f'snapshot/{view}_latent_spread', spreads[view], step)
+            self.writer.add_scalar(f'snapshot/{view}_hue_spread', hues[view], step)
         self.writer.flush()
         self.write(f"snapshot {step:7d} | latent spread " + ' | '.join(f'{view} {value:.4f}' for view, value in spreads.items())
-                   + ' (pixel std over the snapshot latents; near 0 = every latent gives the same image)')
+                   + ' (pixel std over the snapshot latents; near 0 = every latent gives the same image)'
+                   + ' | hue spread ' + ' | '.join(f'{view} {value:.3f}' for view, value in hues.items())
+                   + ' (near 0 = one colour for every latent)')
 
     def close(self):
         self.bar.close()
