@@ -204,15 +204,35 @@ def get_config(name):
     return copy.deepcopy(CONFIGS[name])
 
 
-# Keys a config may lack (their defaults live in the code), with a value of the type they take.
+# Optional keys whose absence means a fixed value (the code's default, i.e. the released behaviour).
+OPTIONAL_DEFAULTS = {
+    'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
+    'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
+    'discriminator.kwargs.minibatch_colour_std': False,  # std of mean hue per group (ours)
+    'generator.renderer.kwargs.view_dependence': True,  # False: colour ignores the view (ours)
+}
+
+# Keys a config may lack, with a value of the type they take. An absent learning rate has no
+# fixed value: its module follows optimizer.gen_lr.
 OPTIONAL_KEYS = {
     'optimizer.sampling_network_lr': 0.0,         # own lr for the manifold predictor
     'optimizer.mapping_network_lr': 0.0,          # own lr for the FiLM mapping network
-    'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
-    'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
-    'discriminator.kwargs.minibatch_colour_std': False,  # std of mean colour per group (ours)
-    'generator.renderer.kwargs.view_dependence': True,  # False: colour ignores the view (ours)
+    **OPTIONAL_DEFAULTS,
 }
+
+
+def with_optional_defaults(config):
+    """Return a copy of `config` with every absent OPTIONAL_DEFAULTS key written out (where its
+    section exists), so configs that differ only by spelling a default out compare equal."""
+    config = copy.deepcopy(config)
+    for path, value in OPTIONAL_DEFAULTS.items():
+        *parents, leaf = path.split('.')
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+    return config
 
 
 def apply_overrides(config, assignments):

@@ -298,6 +298,19 @@ def test_model_config_mismatch_and_other_differences():
     assert math.isclose(configs.get_config('CARLA_default')['optimizer']['sampling_network_lr'], 2e-6)
 
 
+def test_spelled_out_defaults_match_a_checkpoint_that_lacks_them():
+    # A checkpoint from before an optional key existed resumes with that key at its default.
+    config = configs.get_config('CARLA_default')
+    assert 'view_dependence' not in config['generator']['renderer']['kwargs']
+    spelled_out = configs.apply_overrides(config, ['generator.renderer.kwargs.view_dependence=True',
+                                                   'discriminator.kwargs.max_channels=400'])
+    assert checkpoint.check_same_model(config, spelled_out, 'ckpt.pt') == []
+    with pytest.raises(checkpoint.CheckpointError, match=r'view_dependence: True -> False'):
+        checkpoint.check_same_model(
+            config, configs.apply_overrides(config, ['generator.renderer.kwargs.view_dependence=False']), 'ckpt.pt')
+    assert 'view_dependence' not in config['generator']['renderer']['kwargs']  # the input is not changed
+
+
 def test_latent_spread_is_pixel_std_over_latents():
     same = torch.full((4, 3, 2, 2), 0.3)
     assert latent_spread(same) == 0.0

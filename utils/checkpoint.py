@@ -18,6 +18,7 @@ import re
 
 import torch
 
+import configs
 from utils.files import atomic_torch_save
 
 FORMAT = 'gram-checkpoint'
@@ -137,7 +138,8 @@ def check_same_model(saved_config, config, path):
     Returns the list of other (non-model) differences, e.g. changed learning rates, so the caller
     can report them.
     """
-    saved, current = config_to_json(saved_config), config_to_json(config)
+    saved = config_to_json(configs.with_optional_defaults(saved_config))
+    current = config_to_json(configs.with_optional_defaults(config))
     model_diff = config_differences({k: saved.get(k, {}) for k in MODEL_SECTIONS},
                                     {k: current.get(k, {}) for k in MODEL_SECTIONS})
     if model_diff:
