@@ -14,12 +14,14 @@ DEMO_OUT        ?= outputs/demo
 DEMO_SEEDS      ?= 0-5
 # render resolution (trained at 32 px)
 DEMO_SIZE       ?= 128
+# half-range of the yaw sweep, radians (the demo trained within +-45 degrees of the front)
+DEMO_YAW        ?= 0.785
 # density level of the demo mesh
 DEMO_THRESHOLD  ?= 10
 # marching-cubes grid of the demo mesh (points per axis)
 DEMO_MESH_RESOLUTION ?= 128
 # training iterations of `make demo-train`
-DEMO_STEPS      ?= 8000
+DEMO_STEPS      ?= 7500
 # seed of the dataset and of training
 DEMO_SEED       ?= 0
 # size of the built-in synthetic dataset
@@ -46,12 +48,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) render_multiview_images.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) \
-		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --trajectory orbit --video --depth
-	$(PY) -m utils.contact_sheet --frames_dir $(DEMO_OUT) --seeds $(DEMO_SEEDS) --columns 6 \
+		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --trajectory sweep --yaw_amplitude $(DEMO_YAW) --video --depth
+	$(PY) -m utils.contact_sheet --frames_dir $(DEMO_OUT) --seeds $(DEMO_SEEDS) --columns 6 --first_frames 16 \
 		--output $(DEMO_OUT)/demo_grid.png
 	$(PY) extract_shapes.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) --seeds 0 \
 		--threshold $(DEMO_THRESHOLD) --resolution $(DEMO_MESH_RESOLUTION)
-	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (orbits), depth_<seed>.gif, demo_grid.png, shape_0.ply"
+	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (yaw sweeps), depth_<seed>.gif, demo_grid.png, shape_0.ply"
 
 demo-train: $(STAMP)
 	$(PY) preprocess_dataset.py --cate synthetic --config SYNTHETIC_demo --output_dir $(DEMO_DATA) \

@@ -1,13 +1,16 @@
 """Smoke test of the demo path: `make demo-train` (dataset, training, export, `make demo`) on a few steps,
 and `make demo` on the shipped model."""
 import os
+import re
 import subprocess
 
 import numpy as np
 import torch
 from PIL import Image
 
+import configs
 from conftest import ROOT
+from utils import checkpoint
 
 SHIPPED_MODEL = os.path.join(ROOT, 'demo', 'synthetic_demo.pt')
 
@@ -51,3 +54,13 @@ def test_shipped_demo_model_renders(tmp_path):
     assert frames[0].std() > 5  # an object, not a blank frame
     assert np.abs(frames[0] - frames[1]).mean() > 1  # the camera moved
     assert (tmp_path / 'shape_0.ply').stat().st_size > 1000
+
+
+def test_shipped_demo_model_is_what_demo_train_makes():
+    # `make demo-train` must reproduce the shipped model: same config, same number of iterations.
+    model = torch.load(SHIPPED_MODEL, weights_only=True)
+    expected = checkpoint.config_to_json(configs.with_optional_defaults(configs.get_config('SYNTHETIC_demo')))
+    assert checkpoint.config_to_json(configs.with_optional_defaults(model['config'])) == expected
+    with open(os.path.join(ROOT, 'Makefile')) as handle:
+        demo_steps = re.search(r'^DEMO_STEPS\s*\?=\s*(\d+)', handle.read(), re.MULTILINE)
+    assert model['step'] == int(demo_steps.group(1))
