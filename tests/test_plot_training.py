@@ -32,3 +32,11 @@ def test_resumed_steps_replace_earlier_records(tmp_path):
         ''.join(json.dumps({'step': s, 'loss/G': g}) + '\n' for s, g in steps_and_losses))
     records = plot_training.read_stats(tmp_path)
     assert [(r['step'], r['loss/G']) for r in records] == [(50, 1.0), (100, 20.0), (150, 30.0)]
+
+
+def test_panels_without_data_are_left_out(tmp_path):
+    no_pose = [{'step': s, 'loss/D_real': 0.5, 'loss/D_fake': 0.4, 'loss/G': 1.0, 'loss/D_r1': 0.01} for s in (50, 100)]
+    titles = plot_training.plot(no_pose, str(tmp_path / 'curve.png'))
+    assert titles == ['GAN losses', 'R1 penalty (weighted)']
+    only_gan = plot_training.plot([{'step': 50, 'loss/G': 1.0}], str(tmp_path / 'one.png'))
+    assert only_gan == ['GAN losses'] and (tmp_path / 'one.png').stat().st_size > 0

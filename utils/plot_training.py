@@ -43,9 +43,11 @@ def read_stats(run_dir):
 
 
 def plot(records, output):
-    """Draw one panel per entry of PANELS against the step and save to `output` (atomic)."""
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
-    for axis, (title, keys) in zip(axes, PANELS):
+    """Draw one panel per entry of PANELS that has data (e.g. no pose panel for a run without
+    pose losses) against the step and save to `output` (atomic). Returns the panel titles."""
+    panels = [(title, keys) for title, keys in PANELS if any(key in r for r in records for key in keys)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, (title, keys) in zip(axes[0], panels):
         for key in keys:
             points = [(r['step'], r[key]) for r in records if key in r]
             if points:
@@ -59,6 +61,7 @@ def plot(records, output):
     with atomic_path(output) as tmp_path:
         figure.savefig(tmp_path, dpi=110, format='png')
     plt.close(figure)
+    return [title for title, _ in panels]
 
 
 def main(argv=None):
