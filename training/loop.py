@@ -292,7 +292,7 @@ def latent_spread(images):
 def hue_spread(images):
     """Colour-collapse gauge: images [K, 3, N, N] -> the std over the K latents of each image's
     mean hue (discriminators.mean_hue), averaged over channels (0 when every latent has one
-    colour; ~0.4 for the built-in cars' paints)."""
+    colour; 0.45-0.46 for the built-in cars' paints at 32 px)."""
     return mean_hue(images.float()).std(dim=0).mean().item()
 
 
