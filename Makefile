@@ -49,7 +49,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) render_multiview_images.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) \
 		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --trajectory sweep --yaw_amplitude $(DEMO_YAW) --video --depth
-	$(PY) -m utils.contact_sheet --frames_dir $(DEMO_OUT) --seeds $(DEMO_SEEDS) --columns 6 --first_frames 16 \
+	$(PY) -m tools.contact_sheet --frames_dir $(DEMO_OUT) --seeds $(DEMO_SEEDS) --columns 6 --first_frames 16 \
 		--output $(DEMO_OUT)/demo_grid.png
 	$(PY) extract_shapes.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) --seeds 0 \
 		--threshold $(DEMO_THRESHOLD) --resolution $(DEMO_MESH_RESOLUTION)
@@ -61,7 +61,7 @@ demo-train: $(STAMP)
 	$(PY) train.py --config SYNTHETIC_demo --data_dir $(DEMO_DATA) --output_dir $(DEMO_RUN) \
 		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --num_workers 1 --sample_interval 250 --model_save_interval 2000 \
 		$$(test -d $(DEMO_RUN)/checkpoints && echo --load_dir $(DEMO_RUN))
-	$(PY) -m utils.convert_checkpoint --output $(DEMO_RUN)/synthetic_demo.pt \
+	$(PY) -m tools.convert_checkpoint --output $(DEMO_RUN)/synthetic_demo.pt \
 		--generator_file $$(ls $(DEMO_RUN)/checkpoints/step_*.pt | tail -n 1)
 	$(MAKE) demo DEMO_MODEL=$(DEMO_RUN)/synthetic_demo.pt
 

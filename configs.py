@@ -23,7 +23,7 @@ import math
 # --------------------------------------------------------------------------------------------
 _BASE = {
     'global': {
-        'img_size': 256,          # training resolution (generator output and D input)
+        'img_size': 256,          # training resolution: generator output, D input, images resized to it
         'batch_size': 4,          # images per GPU per iteration (before batch_split)
         'z_dist': 'gaussian',     # latent prior: z ~ N(0, I)
     },
@@ -46,7 +46,6 @@ _BASE = {
         'class': 'GramGenerator',
         'kwargs': {
             'z_dim': 256,             # latent size
-            'img_size': 256,          # default render size
             'h_stddev': 0.3,          # yaw spread of the training pose distribution
             'v_stddev': 0.155,        # pitch spread
             'h_mean': math.pi * 0.5,  # mean yaw (frontal)
@@ -82,14 +81,11 @@ _BASE = {
     },
     'discriminator': {
         'class': 'GramDiscriminator',
-        'kwargs': {
-            'img_size': 256,          # input resolution (power of 2)
-        },
+        'kwargs': {},             # the input resolution is global.img_size
     },
     'dataset': {
         'class': 'FFHQ',
         'kwargs': {
-            'img_size': 256,          # images are resized to this
             'real_pos': True,         # return the camera pose of each real image
             'dataset_path': 'data/ffhq',  # preprocessed folder (preprocess_dataset.py output)
         },
@@ -114,7 +110,7 @@ def _merge(base, override):
 
 
 # --------------------------------------------------------------------------------------------
-# The three released configs (values: SPEC "Configs" table).
+# The three released configs (values: docs/design.md §6, "Configs").
 # --------------------------------------------------------------------------------------------
 FFHQ_default = _merge(_BASE, {})
 
@@ -130,7 +126,6 @@ CARLA_default = _merge(_BASE, {
     'optimizer': {'grad_clip': 0.3, 'sampling_network_lr': 2e-6},
     'generator': {
         'kwargs': {
-            'img_size': 128,
             'h_stddev': math.pi,
             'v_stddev': math.pi * (42.5 / 180),
             'h_mean': math.pi * 0.5,
@@ -143,8 +138,7 @@ CARLA_default = _merge(_BASE, {
             'delta_alpha': 0.02, 'white_back': True, 'background': False,
         }},
     },
-    'discriminator': {'kwargs': {'img_size': 128}},
-    'dataset': {'class': 'CARLA', 'kwargs': {'img_size': 128, 'dataset_path': 'data/carla'}},
+    'dataset': {'class': 'CARLA', 'kwargs': {'dataset_path': 'data/carla'}},
     'camera': {'fov': 30, 'ray_start': 0.7, 'ray_end': 1.3},
 })
 
@@ -157,12 +151,12 @@ TINY_test = _merge(CARLA_default, {
     'optimizer': {'sampling_network_lr': 2e-5},
     'process': {'batch_split': 1},
     'generator': {
-        'kwargs': {'img_size': 16, 'z_dim': 16},
+        'kwargs': {'z_dim': 16},
         'representation': {'kwargs': {'hidden_dim': 16, 'hidden_dim_sample': 8}},
         'renderer': {'kwargs': {'num_samples': 12, 'num_manifolds': 6, 'levels_start': 35, 'levels_end': 5}},
     },
-    'discriminator': {'kwargs': {'img_size': 16, 'max_channels': 32}},
-    'dataset': {'class': 'PosedImageFolder', 'kwargs': {'img_size': 16, 'dataset_path': 'data/synthetic'}},
+    'discriminator': {'kwargs': {'max_channels': 32}},
+    'dataset': {'class': 'PosedImageFolder', 'kwargs': {'dataset_path': 'data/synthetic'}},
 })
 
 # The demo model: the built-in synthetic cars at 32 px, trainable on 2 CPU cores (README, "Demo
@@ -178,15 +172,14 @@ SYNTHETIC_demo = _merge(CARLA_default, {
     'process': {'batch_split': 1, 'pos_lambda': 0.0, 'real_pos_lambda': 0.0, 'r1_lambda': 10.0, 'r1_interval': 4},
     'generator': {
         'kwargs': {
-            'img_size': 32, 'z_dim': 64, 'sample_dist': 'uniform',
+            'z_dim': 64, 'sample_dist': 'uniform',
             'h_mean': math.pi / 2, 'h_stddev': math.pi / 4, 'v_mean': math.pi / 3, 'v_stddev': math.pi / 12,
         },
         'representation': {'kwargs': {'hidden_dim': 64, 'hidden_dim_sample': 32}},
-        'renderer': {'kwargs': {'num_samples': 24, 'num_manifolds': 12, 'levels_start': 35, 'levels_end': 5,
-                                'view_dependence': True}},
+        'renderer': {'kwargs': {'num_samples': 24, 'num_manifolds': 12, 'levels_start': 35, 'levels_end': 5}},
     },
-    'discriminator': {'kwargs': {'img_size': 32, 'max_channels': 64, 'minibatch_std_group': 4}},
-    'dataset': {'class': 'PosedImageFolder', 'kwargs': {'img_size': 32, 'dataset_path': 'data/synthetic_demo'}},
+    'discriminator': {'kwargs': {'max_channels': 64, 'minibatch_std_group': 4}},
+    'dataset': {'class': 'PosedImageFolder', 'kwargs': {'dataset_path': 'data/synthetic_demo'}},
 })
 
 CONFIGS = {
@@ -209,8 +202,16 @@ def get_config(name):
 OPTIONAL_DEFAULTS = {
     'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
     'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
-    'discriminator.kwargs.minibatch_colour_std': False,  # std of mean hue per group (ours)
-    'generator.renderer.kwargs.view_dependence': True,  # False: colour ignores the view (ours)
+}
+
+# Sections whose builder receives global.img_size (the released configs repeated it in each).
+IMG_SIZE_SECTIONS = ('generator', 'discriminator', 'dataset')
+
+# Options of earlier versions that configs stored in checkpoints may still spell out, at the one
+# value the code now implements.
+RETIRED_DEFAULTS = {
+    'discriminator.kwargs.minibatch_colour_std': False,
+    'generator.renderer.kwargs.view_dependence': True,
 }
 
 # Keys a config may lack, with a value of the type they take. An absent learning rate has no
@@ -234,6 +235,84 @@ def with_optional_defaults(config):
         if isinstance(node, dict):
             node.setdefault(leaf, value)
     return config
+
+
+def normalize(config):
+    """Return a copy of `config` (e.g. one stored in a checkpoint) in the current layout.
+
+    A per-section img_size (the released layout) must equal global.img_size and is dropped; a
+    RETIRED_DEFAULTS key is dropped when it holds the value the code implements. Raises
+    ValueError (one line) for anything else, since such a config describes another model.
+    """
+    config = copy.deepcopy(config)
+    img_size = config['global']['img_size']
+    for section in IMG_SIZE_SECTIONS:
+        kwargs = config.get(section, {}).get('kwargs', {})
+        section_size = kwargs.pop('img_size', img_size)
+        if section_size != img_size:
+            raise ValueError(f"config has global.img_size={img_size} but {section}.kwargs.img_size="
+                             f"{section_size}; they must be equal")
+    for path, value in RETIRED_DEFAULTS.items():
+        *parents, leaf = path.split('.')
+        node = config
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and leaf in node:
+            if node.pop(leaf) != value:
+                raise ValueError(f"config uses the retired option {path}; only {value} is supported now")
+    return config
+
+
+SAMPLE_DISTS = ('gaussian', 'normal', 'uniform', 'spherical_uniform', 'fixed')  # generator pose priors
+Z_DISTS = ('gaussian',)                     # latent priors the training loop implements
+MIN_IMG_SIZE, MAX_IMG_SIZE = 16, 512        # training resolutions the discriminator supports
+MAX_FOV = 180.0                             # a field of view is in (0, 180) degrees
+
+
+def validate(config):
+    """Raise ValueError (one line naming the key and the valid range) for values no run can use.
+
+    Checked before anything is built or written, so a bad --set fails at once.
+    """
+    def check(path, valid, expected):
+        node = config
+        for part in path.split('.'):
+            if not isinstance(node, dict) or part not in node:
+                return
+            node = node[part]
+        if not valid(node):
+            raise ValueError(f"config value {path}={node!r} is invalid: expected {expected}; fix it with --set {path}=...")
+
+    def power_of_two(value):
+        return isinstance(value, int) and value > 0 and value & (value - 1) == 0
+
+    def positive(value):
+        return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+    def non_negative(value):
+        return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+    check('global.img_size', lambda v: power_of_two(v) and MIN_IMG_SIZE <= v <= MAX_IMG_SIZE,
+          f'a power of 2 in [{MIN_IMG_SIZE}, {MAX_IMG_SIZE}]')
+    check('global.batch_size', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
+    check('global.z_dist', lambda v: v in Z_DISTS, f'one of {Z_DISTS}')
+    check('process.batch_split', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
+    check('process.r1_interval', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
+    for name in ('real_pos_lambda', 'r1_lambda', 'pos_lambda'):
+        check(f'process.{name}', non_negative, 'a finite number >= 0')
+    for name in ('gen_lr', 'disc_lr', 'sampling_network_lr', 'mapping_network_lr', 'grad_clip'):
+        check(f'optimizer.{name}', positive, 'a finite number > 0')
+    check('generator.kwargs.z_dim', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
+    check('generator.kwargs.sample_dist', lambda v: v in SAMPLE_DISTS, f'one of {SAMPLE_DISTS}')
+    for name in ('h_stddev', 'v_stddev'):
+        check(f'generator.kwargs.{name}', non_negative, 'a finite number >= 0')
+    for name in ('h_mean', 'v_mean'):
+        check(f'generator.kwargs.{name}', lambda v: isinstance(v, (int, float)) and math.isfinite(v), 'a finite number')
+    check('generator.renderer.kwargs.num_samples', lambda v: isinstance(v, int) and v >= 2, 'an int >= 2')
+    check('generator.renderer.kwargs.num_manifolds', lambda v: isinstance(v, int) and v >= 2, 'an int >= 2')
+    check('camera.fov', lambda v: positive(v) and v < MAX_FOV, f'degrees in (0, {MAX_FOV:g})')
+    check('camera.ray_start', positive, 'a finite number > 0')
+    check('camera.ray_end', lambda v: positive(v) and v > config['camera']['ray_start'], 'a number > camera.ray_start')
 
 
 def apply_overrides(config, assignments):

@@ -25,10 +25,11 @@ import torch
 from skimage import measure
 from tqdm import tqdm
 
+from checkpoints.loading import add_generator_arguments, load_generator
+from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_path
-from utils.seeds import parse_seeds, seed_latent
-from utils.weights import add_generator_arguments, load_generator
+from utils.seeds import latent_for_seed, parse_seeds
 
 DEFAULT_RESOLUTION = 128           # grid points per axis
 DEFAULT_THRESHOLD = 10.0           # sigma level of the surface
@@ -120,7 +121,7 @@ def write_ply(path, vertices, faces, colors):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_arguments(parser)
     parser.add_argument('--output_dir', default='shapes', help='folder for shape_<seed>.ply')
     parser.add_argument('--seeds', default='0', help="seeds: '0-19', '0,5,9' or '3'")
@@ -131,7 +132,7 @@ def parse_args(argv=None):
                         help="half side of the sampled cube (default: the config's normalize / 2)")
     parser.add_argument('--chunk_points', type=int, default=DEFAULT_CHUNK_POINTS,
                         help='grid points per network call (lower = less memory)')
-    parser.add_argument('--device', default='auto', help="'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'mps'")
+    cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -149,7 +150,7 @@ def run(args):
     written = []
     with tqdm(total=len(seeds) * args.resolution ** 3, desc='density grid', unit='pt', unit_scale=True) as progress:
         for seed in seeds:
-            z = seed_latent(seed, generator.z_dim, device)
+            z = latent_for_seed(seed, generator.z_dim, device)
             vertices, faces, colors = extract_mesh(generator, z, args.resolution, args.threshold, half_extent,
                                                    args.psi, args.chunk_points, progress)
             written.append(os.path.join(args.output_dir, f'shape_{seed}.ply'))
@@ -160,12 +161,8 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f'error: {error.args[0] if error.args else error}', file=sys.stderr)
-        sys.exit(1)
+    return cli.run_script(run, args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,29 +1,38 @@
-"""Turn raw datasets into the aligned training layout (SPEC §8), or make the built-in synthetic set.
+"""Turn raw datasets into the aligned training layout (docs/design.md §8), or make the built-in synthetic set.
 
     python preprocess_dataset.py --raw_dataset_path=./raw_data/ffhq --cate=ffhq
     python preprocess_dataset.py --raw_dataset_path=./raw_data/cats --cate=cats
     python preprocess_dataset.py --raw_dataset_path=./raw_data/carla --cate=carla
     python preprocess_dataset.py --cate=synthetic            # no download needed
+    python preprocess_dataset.py --cate=posed --raw_dataset_path=./my_eg3d_set --output_dir=data/mine --img_size=128
+    python preprocess_dataset.py --export=eg3d --cate=ffhq --data_dir=data/ffhq --output_dir=data/ffhq_eg3d
 
 Raw layouts (released README):
     ffhq:  <raw>/<name>.png, <raw>/lm5p/<name>.txt (5 rows "x y"), <raw>/poses/<name>.mat
     cats:  <raw>/<name>.jpg with <raw>/<name>.jpg.cat ("9 x0 y0 ... x8 y8"); sub-folders
            (CAT_00, CAT_01, ... as downloaded) are searched too
     carla: <raw>/<name>.png, <raw>/poses/<name>_extrinsics.npy
+    posed: an EG3D set, folder or .zip: <raw>/dataset.json {"labels": [[file, [16 cam2world + 9 intrinsics]], ...]}
+           and the square images it names (docs/cameras.md: conventions and conversion)
 Training layouts written to --output_dir (default data/<cate>, what the configs read):
     ffhq:  <name>.png (256 px) + poses/<name>.mat (copied unchanged)
     cats:  <name>.png (256 px) + poses/<name>_pose.npy = [pitch, yaw]
     carla: <name>.png (128 px) + poses/<name>_extrinsics.npy (copied)
     synthetic: <name>.png + poses/<name>_extrinsics.npy + depth/<name>_depth.npy + masks/<name>_mask.png
+    posed: <name>.png (--img_size, default kept) + poses/<name>_extrinsics.npy + camera.json (PosedImageFolder)
+--export=eg3d writes a training folder (--data_dir, default data/<cate>) as an EG3D set: <name>.png +
+dataset.json with the camera each image is trained with (default --output_dir data/<cate>_eg3d).
 
 A raw sample that cannot be used (unreadable image, missing or garbled landmarks or pose) is
 skipped and listed with its reason in <output_dir>/preprocess_report.json. Finished samples are
-skipped on re-runs unless --overwrite. Every file is written atomically.
+skipped on re-runs unless --overwrite. Every file is written atomically. An EG3D set is checked
+as a whole first: every bad label is named in one error before anything is written.
 """
 import argparse
 import functools
 import glob
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -35,16 +44,29 @@ from PIL import Image
 from tqdm import tqdm
 
 import configs
-from datasets import synthetic
-from utils.alignment import (  # noqa: F401  (re-exported: the released functions live here)
-    CAT_LANDMARK_WEIGHTS, CAT_TEMPLATE, FACE_TEMPLATE, POS, PoseFit, align_img_cats, align_img_ffhq,
+from datasets import DATASETS, DatasetError, PosedImageFolder, eg3d, synthetic
+from datasets.alignment import (  # noqa: F401  (re-exported: the released functions live here)
+    CAT_LANDMARK_WEIGHTS,
+    CAT_TEMPLATE,
+    FACE_TEMPLATE,
+    POS,
+    PoseFit,
+    align_img_cats,
+    align_img_ffhq,
 )
+from generators.cameras import focal_from_fov, fov_from_focal
+from utils import cli
 from utils.files import atomic_path, atomic_write_text
 
 ALIGNED_SIZE = 256       # FFHQ and Cats crops are T x T
 CARLA_SIZE = 128         # CARLA images are resized to this
 REPORT_NAME = 'preprocess_report.json'
-CATEGORIES = ('ffhq', 'cats', 'carla', 'synthetic')
+CATEGORIES = ('ffhq', 'cats', 'carla', 'synthetic', 'posed')
+SYNTHETIC_SIZE = 64      # default --img_size of the synthetic set
+EXPORT_FORMATS = ('eg3d',)
+# Export: the released config whose dataset class reads a category and whose camera was trained
+# on it (fov at global.img_size); synthetic and posed folders carry their own camera file.
+EXPORT_CONFIGS = {'ffhq': 'FFHQ_default', 'cats': 'CATS_default', 'carla': 'CARLA_default'}
 
 
 class SkipSample(Exception):
@@ -278,46 +300,125 @@ def summary_line(report):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--raw_dataset_path', default=None,
-                        help='folder with the raw data in the released layout (not needed for synthetic)')
+                        help='folder with the raw data in the released layout (not needed for synthetic); '
+                             'posed: the EG3D folder or .zip holding dataset.json')
     parser.add_argument('--cate', required=True, choices=CATEGORIES, help='dataset category')
-    parser.add_argument('--output_dir', default=None, help='where to write the training layout (default: data/<cate>)')
+    parser.add_argument('--output_dir', default=None, help='where to write the training layout (default: data/<cate>; --export: data/<cate>_eg3d)')
     parser.add_argument('--overwrite', action='store_true', help='redo samples that are already finished')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                         help='parallel worker processes (default: number of CPU cores; 1 = no pool)')
     parser.add_argument('--num_images', type=int, default=10000, help='synthetic only: number of images')
-    parser.add_argument('--img_size', type=int, default=64, help='synthetic only: image side in pixels')
+    parser.add_argument('--img_size', type=int, default=None,
+                        help=f'image side in pixels: synthetic (default {SYNTHETIC_SIZE}), posed and --export '
+                             f'(default: the images keep their size)')
     parser.add_argument('--seed', type=int, default=0, help='synthetic only: random seed (same seed, same data)')
     parser.add_argument('--config', default=None,
                         help="synthetic only: draw camera poses from this config's pose distribution, "
                              "e.g. SYNTHETIC_demo (default: CARLA_default's full upper hemisphere)")
+    parser.add_argument('--export', default=None, choices=EXPORT_FORMATS,
+                        help='write the training folder --data_dir of --cate in this format instead')
+    parser.add_argument('--data_dir', default=None, help='--export only: training folder to export (default data/<cate>)')
+    parser.add_argument('--look_at', default=None, metavar='X,Y,Z',
+                        help='posed / --export: the point EG3D cameras look at, which becomes our origin '
+                             '(posed default: fitted to the optical axes; export default: 0,0,0; '
+                             'write --look_at=-1,0,0 when it starts with a minus)')
+    parser.add_argument('--radius', type=float, default=None,
+                        help="posed / --export: EG3D camera distance from --look_at, which becomes 1 (posed "
+                             "default: the cameras' median distance; export default: 1; EG3D's FFHQ: 2.7)")
+    parser.add_argument('--look_at_tolerance', type=float, default=eg3d.LOOK_AT_TOLERANCE_DEG,
+                        help='posed only: largest angle (degrees) between a camera and one that looks at '
+                             'the centre without roll (default: %(default)s)')
     args = parser.parse_args(argv)
     if args.output_dir is None:
-        args.output_dir = os.path.join('data', args.cate)
-    if args.cate != 'synthetic' and args.raw_dataset_path is None:
-        parser.error(f'--cate={args.cate} needs --raw_dataset_path=./raw_data/{args.cate}')
+        args.output_dir = os.path.join('data', f'{args.cate}_eg3d' if args.export else args.cate)
+    if args.export and args.data_dir is None:
+        args.data_dir = os.path.join('data', args.cate)
+    if args.cate == 'synthetic' and not args.export and args.img_size is None:
+        args.img_size = SYNTHETIC_SIZE
+    if args.look_at is not None:
+        try:
+            args.look_at = tuple(float(value) for value in args.look_at.split(','))
+        except ValueError:
+            args.look_at = ()
+        if len(args.look_at) != 3:
+            parser.error('--look_at must be three numbers X,Y,Z, e.g. --look_at 0,0,0.2')
+    if args.radius is not None and args.radius <= 0:
+        parser.error('--radius must be positive')
+    if args.cate != 'synthetic' and not args.export and args.raw_dataset_path is None:
+        where = 'DIR (an EG3D folder or .zip with dataset.json)' if args.cate == 'posed' else f'./raw_data/{args.cate}'
+        parser.error(f'--cate={args.cate} needs --raw_dataset_path={where}')
     if args.config is not None and args.config not in configs.CONFIGS:
         parser.error(f"unknown --config '{args.config}'; valid names: {', '.join(configs.CONFIGS)}")
-    if args.workers < 1 or args.num_images < 1 or args.img_size < 1:
+    if args.workers < 1 or args.num_images < 1 or (args.img_size is not None and args.img_size < 1):
         parser.error('--workers, --num_images and --img_size must be positive')
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        if args.cate == 'synthetic':
-            report = preprocess_synthetic(args.output_dir, args.num_images, args.img_size, args.seed,
-                                          config_name=args.config, workers=args.workers, overwrite=args.overwrite)
-        else:
-            report = preprocess_raw(args.cate, args.raw_dataset_path, args.output_dir,
-                                    workers=args.workers, overwrite=args.overwrite)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    return cli.run_script(run, args)
+
+
+def export_dataset(cate, data_dir, output_dir, img_size=None, look_at=None, radius=None, workers=1, progress=True):
+    """Write the training folder `data_dir` of `cate` as an EG3D set; returns a one-line summary.
+
+    The focal length comes from the folder's camera file (synthetic, posed) or from the released
+    config of the category (camera.fov at its global.img_size).
+    """
+    if cate in EXPORT_CONFIGS:
+        config = configs.get_config(EXPORT_CONFIGS[cate])
+        dataset_class = DATASETS[config['dataset']['class']]
+        focal = focal_from_fov(config['camera']['fov'], config['global']['img_size'])
+    else:
+        dataset_class = PosedImageFolder
+        focal = eg3d.dataset_focal(data_dir)
+        if focal is None:
+            raise DatasetError(f"'{data_dir}' has no {eg3d.CAMERA_INFO} or {eg3d.SYNTHETIC_INFO} giving its fov; "
+                                    f"pass the folder written by --cate={cate}")
+    dataset = dataset_class(data_dir, img_size=1, real_pos=True)  # images are read by the export itself
+    labels = eg3d.export_eg3d(dataset, output_dir, focal, img_size=img_size,
+                              look_at=(0.0, 0.0, 0.0) if look_at is None else look_at,
+                              radius=1.0 if radius is None else radius, workers=workers, progress=progress)
+    return (f"{cate}: {len(labels)} images exported -> {os.path.join(output_dir, eg3d.DATASET_JSON)} "
+            f"(focal {focal:.6f}, i.e. fov {2 * math.degrees(math.atan(0.5 / focal)):.4f} deg between image edges)")
+
+
+def posed_summary(report):
+    """The import's summary: counts, the fov assumed, the camera normalisation and any warnings."""
+    camera = report['camera']
+    sizes = ', '.join(f"{fov_from_focal(camera['focal'], size):.4f} deg at {size} px" for size in report['image_sizes'])
+    look_at = [round(v, 6) + 0.0 for v in camera['look_at']]  # + 0.0: no negative zeros
+    errors = report['look_at_error_deg']
+    lines = [summary_line(report),
+             (f"assumed fov: {camera['fov_image_edges']:.4f} deg between image edges (EG3D focal {camera['focal']:.6f}); "
+              f"camera.fov for our pixel grid: {sizes or 'n/a'}"),
+             (f"cameras: look_at {look_at} -> origin, radius {camera['radius']:.6g} -> 1, "
+              f"off the look-at camera by {errors['median']:.3f} deg median, {errors['max']:.3f} max"),
+             f"next: python -m tools.pose_stats --data_dir {report['output_dir']}"]
+    lines += [f'warning: {warning}' for warning in report['warnings']]
+    return '\n'.join(lines)
+
+
+def run(args):
+    if args.export:
+        print(export_dataset(args.cate, args.data_dir, args.output_dir, img_size=args.img_size, look_at=args.look_at,
+                             radius=args.radius, workers=args.workers))
+        return
+    if args.cate == 'posed':
+        report = eg3d.import_eg3d(args.raw_dataset_path, args.output_dir, img_size=args.img_size,
+                                  look_at=args.look_at, radius=args.radius, look_at_tolerance=args.look_at_tolerance,
+                                  workers=args.workers, overwrite=args.overwrite)
+        print(posed_summary(report))
+        return
+    if args.cate == 'synthetic':
+        report = preprocess_synthetic(args.output_dir, args.num_images, args.img_size, args.seed,
+                                      config_name=args.config, workers=args.workers, overwrite=args.overwrite)
+    else:
+        report = preprocess_raw(args.cate, args.raw_dataset_path, args.output_dir,
+                                workers=args.workers, overwrite=args.overwrite)
     print(summary_line(report))
-    return 0
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Render multi-view images of generated subjects (SPEC §9), plus GIF / MP4 / depth frames.
+"""Render multi-view images of generated subjects (docs/design.md §9), plus GIF / MP4 / depth frames.
 
     python render_multiview_images.py --generator_file <run>/generator_ema.pth --config CATS_default
     python render_multiview_images.py --generator_file released/generator.pth --seeds 0-3 --video --depth
@@ -12,7 +12,7 @@ around the average of those weights. Output per seed, in --output_dir:
   depth_<seed>_<i>.png  depth frames (near = bright, normalised over the seed's frames), with --depth
   depth_<seed>.gif      the depth frames as a GIF, with --depth
 
-Camera family, chosen from the config's dataset class (SPEC §9):
+Camera family, chosen from the config's dataset class (docs/design.md §9):
   faces / cats (FFHQ, CATS, anything not listed below): fov 12, pitch pi/2, view dependence locked.
   objects (CARLA, PosedImageFolder = the synthetic configs): fov 35, pitch 60 degrees from +y,
   view dependence kept.
@@ -38,13 +38,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from checkpoints.loading import add_generator_arguments, load_generator
 from generators.renderer import DEFAULT_CHUNK_RAYS
+from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_path
 from utils.images import to_uint8, write_png
-from utils.seeds import parse_seeds, seed_latent
+from utils.seeds import latent_for_seed, parse_seeds
 from utils.watermark import apply_watermark, make_watermark
-from utils.weights import add_generator_arguments, load_generator
 
 ANIMATION_FPS = 15                # GIF / MP4 frame rate (released: 15)
 SWEEP_YAW = 0.4                   # released faces sweep amplitude, radians
@@ -196,7 +197,7 @@ def write_mp4(frames, path, fps=ANIMATION_FPS):
 
 # ----------------------------------------------------------------------------------- CLI
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_arguments(parser, 'pretrained_models/FFHQ_default/generator.pth')
     parser.add_argument('--output_dir', default='experiments/FFHQ_default/multiview_imgs',
                         help='folder for the frames, GIFs and videos (created if needed)')
@@ -214,7 +215,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch_size', type=int, default=1, help='frames rendered per forward pass (>= 1)')
     parser.add_argument('--chunk_rays', type=int, default=DEFAULT_CHUNK_RAYS,
                         help='rays evaluated at once inside a forward pass (lower = less memory)')
-    parser.add_argument('--device', default='auto', help="'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -244,7 +245,7 @@ def run(args):
     forwards_per_seed = math.ceil(args.frames / args.batch_size)
     with tqdm(total=len(seeds) * forwards_per_seed, desc='rendering', unit='fwd') as progress:
         for seed in seeds:
-            z = seed_latent(seed, generator.z_dim, device)
+            z = latent_for_seed(seed, generator.z_dim, device)
             images, depths = render_frames(
                 generator, z, origins, camera, img_size, args.psi, family['lock_view_dependence'],
                 args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
@@ -266,18 +267,14 @@ def run(args):
                     write_png(frame, written[-1])
                 written.append(os.path.join(args.output_dir, f'depth_{seed}.gif'))
                 write_gif(depth_frames, written[-1])
-    return written
+    tqdm.write(f'wrote {len(written)} files to {args.output_dir}')
+    return 0
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        written = run(args)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f'error: {error.args[0] if error.args else error}', file=sys.stderr)
-        sys.exit(1)
-    tqdm.write(f'wrote {len(written)} files to {args.output_dir}')
+    return cli.run_script(run, args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

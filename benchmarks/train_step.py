@@ -48,14 +48,12 @@ def run_setting(args, patch_split):
     import configs
     from discriminators import build_discriminator
     from generators import build_generator
-    from training.loop import generator_param_groups, take_optimizer_step
+    from training.loop import build_optimizers, take_optimizer_step
     from training.loss import GramLoss
 
     torch.set_num_threads(args.threads)
     size = args.img_size
-    overrides = [f'global.img_size={size}', f'generator.kwargs.img_size={size}',
-                 f'discriminator.kwargs.img_size={size}', f'dataset.kwargs.img_size={size}']
-    overrides.append(f'global.batch_size={args.batch_size}')
+    overrides = [f'global.img_size={size}', f'global.batch_size={args.batch_size}']
     config = configs.apply_overrides(configs.get_config(args.config), overrides)
     batch_size = config['global']['batch_size']
 
@@ -63,14 +61,13 @@ def run_setting(args, patch_split):
     device = torch.device('cpu')
     generator, discriminator = build_generator(config), build_discriminator(config)
     opt = config['optimizer']
-    optimizer_G = torch.optim.Adam(generator_param_groups(generator, opt), lr=opt['gen_lr'], betas=tuple(opt['betas']))
-    optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=opt['disc_lr'], betas=tuple(opt['betas']))
+    optimizer_G, optimizer_D = build_optimizers(generator, discriminator, opt)
     scaler = torch.amp.GradScaler('cpu', enabled=False)
     loss = GramLoss(generator, discriminator, config, scaler, lambda: torch.autocast('cpu', enabled=False),
                     patch_split)
     real_img = torch.rand(batch_size, 3, size, size) * 2 - 1
     real_pos = torch.rand(batch_size, 2) + 1.0
-    grad_clip = opt.get('grad_clip', 0.3)
+    grad_clip = opt['grad_clip']
     baseline = max_rss_bytes()
 
     times = []

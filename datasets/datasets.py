@@ -1,4 +1,4 @@
-"""Posed image folders (SPEC §7) and the one function that makes their DataLoader.
+"""Posed image folders (docs/design.md §7) and the one function that makes their DataLoader.
 
 Every dataset reads a preprocessed folder::
 
@@ -21,17 +21,21 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
 
 from datasets.poses import read_extrinsics_npy, read_pose, read_pose_npy
+from utils.cli import UserError, one_line
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')  # file suffixes read as images (case-insensitive)
 POSE_FOLDER = 'poses'                          # pose files live in <root>/poses/
 PIXEL_MAX = 255.0                              # 8-bit image range
 MAX_DEFAULT_WORKERS = 4                        # default loader workers on large datasets
-TINY_DATASET_SIZE = 1000                       # below this many images the loader uses no workers
+TINY_DATASET_SIZE = 1000                       # below this many images the loader uses no workers (and the
+                                               # start-up check shows no progress bar)
+LISTED_BAD_FILES = 5                           # bad files named in the start-up error (all are counted)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError):
     """A dataset folder or file problem; the message names the path and the fix in one line."""
 
 
@@ -49,8 +53,10 @@ class PosedImageDataset(Dataset):
         flip_probability: chance of a left-right flip per item (released: 0.5).
 
     Raises:
-        DatasetError: missing folder, folder without images, or (real_pos) an image without its
-            pose file — at construction; an unreadable or corrupt image — when that item is loaded.
+        DatasetError: at construction, for a missing folder, a folder without images, or bad
+            files: images that are empty or whose header cannot be read, and (real_pos) missing,
+            unreadable or non-finite pose files — all of them counted in one message. An image
+            whose pixel data is corrupt behind a valid header is found when it is loaded.
     """
 
     POSE_SUFFIX = None
@@ -76,6 +82,7 @@ class PosedImageDataset(Dataset):
             raise DatasetError(f"dataset folder '{self.root}' has no .png/.jpg images; {self._create_hint()}")
         if self.real_pos:
             self._check_pose_files()
+        self._check_files()
 
     def _create_hint(self):
         """One-line fix for a missing or empty dataset folder."""
@@ -102,6 +109,39 @@ class PosedImageDataset(Dataset):
         """Read one pose file -> camera_pos [2]; `flip` mirrors it."""
         raise NotImplementedError
 
+    def camera_pos(self, index, flip):
+        """camera_pos [2] of image `index`; DatasetError (one line, naming the file) if the pose
+        file cannot be parsed or holds NaN / inf."""
+        path = self.pose_path(index)
+        try:
+            camera_pos = self.read_camera_pos(path, flip)
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            raise DatasetError(f"pose file '{path}' cannot be read ({one_line(error)}); "
+                               f"re-run preprocess_dataset.py") from None
+        if not torch.isfinite(camera_pos).all():
+            raise DatasetError(f"pose file '{path}' holds a non-finite pose; re-run preprocess_dataset.py")
+        return camera_pos
+
+    def _check_files(self):
+        """Raise one DatasetError counting every bad image header and pose file (cheap: headers only)."""
+        problems = []
+        indices = tqdm(range(len(self)), desc='checking dataset', leave=False,
+                       disable=len(self) < TINY_DATASET_SIZE)
+        for index in indices:
+            problem = image_header_problem(self.image_paths[index])
+            if problem:
+                problems.append(f"'{self.image_paths[index]}' ({problem})")
+            if self.real_pos:
+                try:
+                    self.camera_pos(index, flip=False)
+                except DatasetError as error:
+                    problems.append(str(error).split('; ')[0])
+        if problems:
+            listed = '; '.join(problems[:LISTED_BAD_FILES])
+            more = f' and {len(problems) - LISTED_BAD_FILES} more' if len(problems) > LISTED_BAD_FILES else ''
+            raise DatasetError(f"{len(problems)} bad files in '{self.root}': {listed}{more}; "
+                               f"delete or replace them (or re-run preprocess_dataset.py)")
+
     def load_image(self, index):
         """Image `index` resized to [3, N, N] float32 in [-1, 1] (not flipped)."""
         path = self.image_paths[index]
@@ -124,10 +164,24 @@ class PosedImageDataset(Dataset):
         if flip:
             image = torch.flip(image, dims=[2])  # mirror the width axis
         if self.real_pos:
-            camera_pos = self.read_camera_pos(self.pose_path(index), flip)
+            camera_pos = self.camera_pos(index, flip)
         else:
             camera_pos = torch.zeros(2)
         return image, camera_pos
+
+
+def image_header_problem(path):
+    """Why the image at `path` cannot be used, judged from its size and header; None if it looks fine."""
+    if os.path.getsize(path) == 0:
+        return 'empty file'
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return f'not a readable image: {str(error).splitlines()[0]}'
+    if width < 1 or height < 1:
+        return 'image of size 0'
+    return None
 
 
 class FFHQ(PosedImageDataset):
@@ -180,13 +234,14 @@ DATASETS = {
 def build_dataset(config, data_dir=None):
     """Build the dataset named in config['dataset'] = {'class': name, 'kwargs': {...}}.
 
-    `data_dir`, when given, replaces kwargs['dataset_path']. The config is not changed.
+    Images are resized to global.img_size; `data_dir`, when given, replaces kwargs['dataset_path'].
+    The config is not changed.
     """
     section = config['dataset']
     name = section['class']
     if name not in DATASETS:
         raise KeyError(f"unknown dataset class '{name}'; valid names: {', '.join(DATASETS)}")
-    kwargs = dict(section.get('kwargs', {}))
+    kwargs = {'img_size': config['global']['img_size'], **section.get('kwargs', {})}
     if data_dir is not None:
         kwargs['dataset_path'] = data_dir
     return DATASETS[name](**kwargs)
@@ -205,7 +260,7 @@ def build_dataloader(dataset, batch_size, rank=0, world_size=1, shuffle=True, se
 
     Each of the `world_size` ranks sees a disjoint len(dataset) // world_size images (the
     remainder is dropped), in batches of `batch_size` (the last partial batch is dropped).
-    Call `sampler.set_epoch(epoch)` before each epoch to reshuffle.
+    Call `begin_epoch(loader, epoch)` before each epoch: it reshuffles and reseeds the workers.
 
     Returns:
         (loader, sampler): the DataLoader and its DistributedSampler.
@@ -217,8 +272,6 @@ def build_dataloader(dataset, batch_size, rank=0, world_size=1, shuffle=True, se
         num_workers = default_num_workers(dataset)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
                                  seed=seed, drop_last=True)
-    generator = torch.Generator()
-    generator.manual_seed(seed * world_size + rank)  # worker seeds (flips) differ per rank
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -226,7 +279,20 @@ def build_dataloader(dataset, batch_size, rank=0, world_size=1, shuffle=True, se
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         drop_last=True,
-        persistent_workers=num_workers > 0,
-        generator=generator,
+        persistent_workers=False,  # workers restart each epoch, seeded by begin_epoch (exact resume)
+        generator=torch.Generator(),
     )
+    loader.rank_seed = seed * world_size + rank  # worker seeds (flips) differ per rank
     return loader, sampler
+
+
+def begin_epoch(loader, epoch):
+    """Reshuffle for `epoch` and seed the epoch's worker draws (flips) from (rank seed, epoch).
+
+    A run resumed mid-epoch therefore draws what the uninterrupted run drew, with or without
+    worker processes (without workers the flips come from the training process's own RNG, whose
+    state the checkpoint holds).
+    """
+    loader.sampler.set_epoch(epoch)
+    epoch_seed = np.random.SeedSequence([loader.rank_seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    loader.generator.manual_seed(int(epoch_seed))

@@ -1,4 +1,4 @@
-"""Pose file readers: each returns camera_pos = [phi, theta] as a float32 tensor [2] (SPEC §7).
+"""Pose file readers: each returns camera_pos = [phi, theta] as a float32 tensor [2] (docs/design.md §7).
 
 phi is the polar angle from the +y axis (pi/2 = level), theta the azimuth (pi/2 = frontal).
 `flip=True` gives the pose of the left-right mirrored image.
@@ -18,7 +18,10 @@ def read_pose(path, flip=False):
 
     Returns [phi, theta] = [-(pitch - 0.1) + pi/2, yaw + pi/2]; flipped: theta = -yaw + pi/2.
     """
-    contents = scipy.io.loadmat(path)
+    try:
+        contents = scipy.io.loadmat(path)
+    except scipy.io.matlab.MatReadError as error:
+        raise ValueError(f"'{path}' is not a readable .mat file ({error})") from None
     if 'angle' not in contents:
         raise KeyError(f"pose file '{path}' has no 'angle' entry; expected a Deep3DFaceRecon .mat file")
     pitch, yaw = np.asarray(contents['angle'], dtype=np.float64).reshape(-1)[:2]

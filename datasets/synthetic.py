@@ -6,7 +6,7 @@ tail lights at the back) with random proportions and paint, lit by one direction
 ambient (Lambert), on a white background. The car is fixed in the world with its front facing
 +z; the camera moves, so the pose says which side is seen.
 
-Cameras follow SPEC §1: a camera at distance 1 from the origin, looking at it, with
+Cameras follow docs/design.md §1: a camera at distance 1 from the origin, looking at it, with
 origin = (sin phi cos theta, cos phi, sin phi sin theta). Poses are drawn from a config's pose
 distribution (generators.cameras.sample_camera_positions); the default is CARLA_default's
 (spherical_uniform over the upper hemisphere), and a config such as SYNTHETIC_demo can narrow it
@@ -17,7 +17,7 @@ along every ray, and the frame (FOV_DEG) holds it from every view.
 
 Poses are stored as CARLA extrinsics: a 4x4 camera-to-world matrix in CARLA's world axes
 (z up), camera axes x right, y up, looking down -z. CARLA axes relate to ours (y up) by
-x_carla = z, y_carla = x, z_carla = y, which the CARLA reader undoes (SPEC §7 row reorder).
+x_carla = z, y_carla = x, z_carla = y, which the CARLA reader undoes (docs/design.md §7 row reorder).
 Depth is the distance along the unit ray from the camera (float32), 0 on the background.
 """
 import collections
@@ -67,8 +67,8 @@ GRILLE = (0.15, 0.15, 0.15)
 HUB_FRACTION = 0.55      # hub radius / wheel radius
 MIN_ROOF_FRACTION = 0.3  # flat roof length / cabin length, at least
 
-# CARLA world axes from ours: p_carla = SPEC_TO_CARLA @ p_ours.
-SPEC_TO_CARLA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+# CARLA world axes from ours: p_carla = OURS_TO_CARLA @ p_ours.
+OURS_TO_CARLA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 # A convex polyhedron {p : normals @ p <= offsets} with one colour per face.
 ConvexPart = collections.namedtuple('ConvexPart', ['normals', 'offsets', 'face_colours'])
@@ -77,7 +77,7 @@ Wheel = collections.namedtuple('Wheel', ['center', 'radius', 'half_width'])
 
 
 # ------------------------------------------------------------------------------------------
-# Cameras (SPEC §1) and the CARLA pose format.
+# Cameras (docs/design.md §1) and the CARLA pose format.
 # ------------------------------------------------------------------------------------------
 def camera_origin(phi, theta, radius=CAMERA_RADIUS):
     """Camera position [3] for polar angle phi (from +y) and azimuth theta (generators.cameras)."""
@@ -99,7 +99,7 @@ def camera_ray_directions(img_size, fov_deg=FOV_DEG):
 def to_carla_extrinsics(cam2world):
     """Our 4x4 camera-to-world matrix -> the same camera in CARLA world axes (4x4)."""
     extrinsics = np.eye(4)
-    extrinsics[:3, :] = SPEC_TO_CARLA @ cam2world[:3, :]
+    extrinsics[:3, :] = OURS_TO_CARLA @ cam2world[:3, :]
     return extrinsics
 
 

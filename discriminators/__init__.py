@@ -7,7 +7,8 @@ DISCRIMINATORS = {
 
 
 def build_discriminator(config):
-    """Build the discriminator named in config['discriminator'] = {'class': name, 'kwargs': {...}}.
+    """Build the discriminator named in config['discriminator'] = {'class': name, 'kwargs': {...}}
+    for images of global.img_size.
 
     The config is only read, never changed.
     """
@@ -15,4 +16,4 @@ def build_discriminator(config):
     name = section['class']
     if name not in DISCRIMINATORS:
         raise KeyError(f"unknown discriminator class '{name}'; valid names: {', '.join(DISCRIMINATORS)}")
-    return DISCRIMINATORS[name](**section.get('kwargs', {}))
+    return DISCRIMINATORS[name](img_size=config['global']['img_size'], **section.get('kwargs', {}))

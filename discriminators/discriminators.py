@@ -4,7 +4,7 @@
                      -> log2(N) - 1 residual blocks, each halving the size -> [B, C, 2, 2]
                      -> final 2x2 conv           -> [B, 3] = (logit, phi, theta)
 
-Channel widths follow SPEC §5: a stage whose level is i (i = 13 - log2(N) .. 12) has
+Channel widths follow docs/design.md §5: a stage whose level is i (i = 13 - log2(N) .. 12) has
 min(max_channels, 2^i) channels. With the default max_channels=400 the module names, shapes and
 state_dict order are those of the released discriminator, so released weights load with
 strict=True. All convolutions keep PyTorch's default init (the released behaviour).
@@ -23,7 +23,6 @@ FINAL_SIZE = 2                # spatial size reached by the blocks; the final co
 NUM_OUTPUTS = 3               # realism logit + camera_pos (phi, theta)
 MIN_IMG_SIZE, MAX_IMG_SIZE = 16, 512  # supported input resolutions (powers of 2)
 MINIBATCH_STD_EPS = 1e-8      # added to the variance before the square root (gradient at 0)
-HUE_EPS = 1e-3                # added to the summed chroma magnitude (colourless images)
 
 
 def add_coords(x):
@@ -81,45 +80,27 @@ class ResidualCoordConvBlock(nn.Module):
         return (y + skip) / math.sqrt(2)
 
 
-def append_minibatch_std(x, group_size, source=None):
+def append_minibatch_std(x, group_size):
     """Append the mean standard deviation across groups of images as one channel.
 
     Args:
         x: [B, C, H, W] features; B a multiple of the group size (or smaller than it).
         group_size: images per group G.
-        source: [B, ...] per-image values whose spread is measured (default: x itself).
     Returns:
-        [B, C + 1, H, W]; channel C holds, for every image, the std of `source` over its group
+        [B, C + 1, H, W]; channel C holds, for every image, the std of its features over its group
         averaged over the non-batch dimensions (the same value at every pixel). Image b belongs
         to group b // G.
     """
     batch, _, height, width = x.shape
-    source = x if source is None else source
     group = min(group_size, batch)
     if batch % group:
         raise ValueError(f"minibatch std: batch of {batch} images is not a multiple of the group size "
                          f"{group}; pick a batch size divisible by it")
-    grouped = source.reshape(batch // group, group, -1)                          # [B/G, G, D]
+    grouped = x.reshape(batch // group, group, -1)                               # [B/G, G, D]
     std = torch.sqrt(grouped.var(dim=1, unbiased=False) + MINIBATCH_STD_EPS)    # [B/G, D]
     std = std.mean(dim=1).repeat_interleave(group)                               # [B]
     std_channel = std.view(batch, 1, 1, 1).expand(batch, 1, height, width)
     return torch.cat([x, std_channel], dim=1)
-
-
-def mean_hue(img):
-    """Each image's mean hue: its pixels' chroma, summed and divided by their summed magnitude.
-
-    Args:
-        img: [B, C, H, W].
-    Returns:
-        [B, C]. A pixel's chroma is its deviation from its own grey level (mean over channels),
-        so white, grey and black pixels add nothing; the ratio does not change with how much of
-        the image a coloured object covers. A uniformly coloured object gives the unit direction
-        of its chroma; a colourless image gives ~0.
-    """
-    chroma = img - img.mean(dim=1, keepdim=True)                                        # [B, C, H, W]
-    magnitude = torch.sqrt(chroma.pow(2).sum(dim=1) + MINIBATCH_STD_EPS)                # [B, H, W]
-    return chroma.sum(dim=(2, 3)) / (magnitude.sum(dim=(1, 2)).unsqueeze(1) + HUE_EPS)  # [B, C]
 
 
 class AdapterBlock(nn.Module):
@@ -147,13 +128,9 @@ class GramDiscriminator(nn.Module):
             appended (StyleGAN's minibatch standard deviation), so the discriminator can see
             how varied a batch is (a common counter to mode collapse). The batch size must
             be a multiple of G (or smaller than G: then the whole batch is one group).
-        minibatch_colour_std: False (released) or True (needs minibatch_std_group): one more
-            channel holding the std across the same groups of each image's mean hue
-            (`mean_hue`), a statistic of colour variety that varied poses cannot fake.
     """
 
-    def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS, minibatch_std_group=0,
-                 minibatch_colour_std=False):
+    def __init__(self, img_size, img_channels=3, max_channels=RELEASED_MAX_CHANNELS, minibatch_std_group=0):
         super().__init__()
         valid_sizes = [2 ** k for k in range(int(math.log2(MIN_IMG_SIZE)), int(math.log2(MAX_IMG_SIZE)) + 1)]
         if img_size not in valid_sizes:
@@ -164,13 +141,9 @@ class GramDiscriminator(nn.Module):
         if not isinstance(minibatch_std_group, int) or minibatch_std_group < 0:
             raise ValueError("GramDiscriminator minibatch_std_group must be an int >= 0 (0 = off), "
                              f"got {minibatch_std_group!r}")
-        if minibatch_colour_std not in (False, True) or (minibatch_colour_std and not minibatch_std_group):
-            raise ValueError("GramDiscriminator minibatch_colour_std must be True or False and needs "
-                             f"minibatch_std_group > 0, got {minibatch_colour_std!r} with group {minibatch_std_group!r}")
         self.img_size = img_size
         self.max_channels = max_channels
         self.minibatch_std_group = minibatch_std_group
-        self.minibatch_colour_std = minibatch_colour_std
 
         def width(level):
             return min(max_channels, 2 ** level)
@@ -182,7 +155,7 @@ class GramDiscriminator(nn.Module):
             for level in range(first_level, TOP_LEVEL)
         ])
         self.fromRGB = AdapterBlock(width(first_level), img_channels)
-        std_channels = (1 if minibatch_std_group else 0) + (1 if minibatch_colour_std else 0)
+        std_channels = 1 if minibatch_std_group else 0
         self.final_layer = nn.Conv2d(width(TOP_LEVEL) + std_channels, NUM_OUTPUTS, FINAL_SIZE)
 
     def forward(self, img):
@@ -202,7 +175,5 @@ class GramDiscriminator(nn.Module):
             x = layer(x)
         if self.minibatch_std_group:
             x = append_minibatch_std(x, self.minibatch_std_group)
-        if self.minibatch_colour_std:
-            x = append_minibatch_std(x, self.minibatch_std_group, source=mean_hue(img))
         x = self.final_layer(x).reshape(x.shape[0], NUM_OUTPUTS)  # [B, 3, 1, 1] -> [B, 3]
         return x[:, 0:1], x[:, 1:3]

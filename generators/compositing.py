@@ -1,4 +1,4 @@
-"""Alpha compositing of the per-ray manifold samples (SPEC §4).
+"""Alpha compositing of the per-ray manifold samples (docs/design.md §4).
 
 All tensors are per ray with L slots on dim -2: [B, R, L, C].
 alpha_k = (1 - exp(-delta_k sigma_k)) * valid_k,  T_k = prod_{j<k} (1 - alpha_j + 1e-10),

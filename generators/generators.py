@@ -52,6 +52,24 @@ class GramGenerator(nn.Module):
         self.avg_ready.fill_(True)
         return self.avg_frequencies, self.avg_phase_shifts
 
+    def optimizer_param_groups(self, optimizer_config):
+        """Adam groups [sampling network, rest, mapping network]; the first/last only when the
+        config's optimizer section sets their lr (sampling_network_lr, mapping_network_lr).
+
+        CARLA (sampling_network_lr) gives [sampling network, rest], the released order.
+        """
+        special = []
+        if 'sampling_network_lr' in optimizer_config:
+            special.append(('sampling_network', self.representation.sample_network,
+                            optimizer_config['sampling_network_lr']))
+        if 'mapping_network_lr' in optimizer_config:
+            special.append(('mapping_network', self.representation.rf_network.mapping_network,
+                            optimizer_config['mapping_network_lr']))
+        special_ids = {id(p) for _, module, _ in special for p in module.parameters()}
+        groups = {name: {'params': list(module.parameters()), 'name': name, 'lr': lr} for name, module, lr in special}
+        rest = {'params': [p for p in self.parameters() if id(p) not in special_ids], 'name': 'generator'}
+        return [group for group in (groups.get('sampling_network'), rest, groups.get('mapping_network')) if group]
+
     def film_parameters(self, z, truncation_psi=1):
         """z [B, z_dim] -> (frequencies, phase_shifts) [B, 9 H], truncated toward the average."""
         frequencies, phase_shifts = self.representation.rf_network.mapping_network(z)

@@ -1,4 +1,4 @@
-"""Ray-manifold intersections (SPEC §2).
+"""Ray-manifold intersections (docs/design.md §2).
 
 Given the predictor's values s at S samples along each ray, every level l gets one point per ray:
 - interval k (between samples k and k+1) *crosses* l when s[k+1] <= l <= s[k] (s decreasing

@@ -1,9 +1,9 @@
 """The manifold renderer: rays -> manifold intersections -> radiance -> compositing.
 
 One function renders any flat pixel range of the image; the whole image, a training patch and an
-inference chunk are all pixel ranges (SPEC §1 "Patch rendering"). The radiance network only runs
+inference chunk are all pixel ranges (docs/design.md §1). The radiance network only runs
 on valid intersections (and background points): invalid slots have alpha exactly 0, so their
-radiance is never needed (SPEC §4).
+radiance is never needed (docs/design.md §4).
 """
 import torch
 
@@ -21,16 +21,16 @@ class ManifoldRenderer:
         num_samples: S samples per ray for the level search.
         num_manifolds: L slots per ray (levels + the background point when `background`).
         levels_start, levels_end: first and last level value.
-        delta_alpha, white_back, last_back, background: compositing options (SPEC §4).
-        view_dependence: False feeds the locked view direction (0, 0, -1) to the colour layer
-            always, in training too: colour cannot depend on the viewpoint. Our option (the
-            released renderer is view-dependent, True); for Lambertian data such as the
-            built-in synthetic cars, where a generator can otherwise fake paint diversity
-            with view-dependent colour instead of using z.
+        delta_alpha, white_back, last_back, background: compositing options (docs/design.md §4).
+
+    Attribute `lock_view_dependence` (False): set it to True, as the released render script does
+    (`generator.renderer.lock_view_dependence = True`), to feed the fixed view direction
+    (0, 0, -1) to the colour layer in every render, as the `lock_view_dependence` argument does
+    for one call.
     """
 
     def __init__(self, num_samples=64, num_manifolds=24, levels_start=23, levels_end=8,
-                 delta_alpha=0.04, last_back=False, white_back=False, background=True, view_dependence=True):
+                 delta_alpha=0.04, last_back=False, white_back=False, background=True):
         self.num_samples = num_samples
         self.num_manifolds = num_manifolds
         self.num_levels = num_manifolds - 1 if background else num_manifolds
@@ -40,7 +40,7 @@ class ManifoldRenderer:
         self.last_back = last_back
         self.white_back = white_back
         self.background = background
-        self.view_dependence = view_dependence
+        self.lock_view_dependence = False
 
     def render(self, representation, frequencies, phase_shifts, cam2world, img_size, fov,
                ray_start, ray_end, pixel_range, lock_view_dependence=False, chunk_rays=DEFAULT_CHUNK_RAYS):
@@ -57,7 +57,7 @@ class ManifoldRenderer:
             invalid slots, which are never evaluated), 'validity' [B, R, L, 1].
         """
         start, end = pixel_range
-        lock_view_dependence = lock_view_dependence or not self.view_dependence
+        lock_view_dependence = lock_view_dependence or self.lock_view_dependence
         chunks = [self._render_chunk(representation, frequencies, phase_shifts, cam2world, img_size, fov,
                                      ray_start, ray_end, (first, min(first + chunk_rays, end)),
                                      lock_view_dependence)
@@ -67,7 +67,6 @@ class ManifoldRenderer:
     def _render_chunk(self, representation, frequencies, phase_shifts, cam2world, img_size, fov,
                       ray_start, ray_end, pixel_range, lock_view_dependence):
         device = cam2world.device
-        batch_size = cam2world.shape[0]
 
         # Rays and samples (no gradients: they depend on the camera only).
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The two networks of GRAM's representation (SPEC §2–3).
+"""The two networks of GRAM's representation (docs/design.md §2–3).
 
 - ``ManifoldPredictor`` (released name: ``sample_network``): a small ReLU MLP mapping a world point
   to a scalar s; the radiance manifolds are level sets of s.
@@ -12,8 +12,8 @@ sin(f * (W x + b) + phase) = sin((f W) x + (f b + phase)), one batched matmul pe
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 PREDICTOR_SCALE = 2 / 0.24    # predictor input scale: points in the 0.24 box map to [-2, 2]
 FREQUENCY_SCALE = 15.0        # FiLM frequencies = mapping output * 15 + 30

@@ -6,7 +6,7 @@ import torch
 
 from configs import get_config
 from generators import build_generator, cameras
-from utils.consistency import generator_consistency, project, warp_consistency
+from metrics.consistency import generator_consistency, project, warp_consistency
 
 FOV = 30.0      # degrees
 SIZE = 32       # pixels

@@ -1,9 +1,9 @@
-"""utils.contact_sheet: rows of seeds, evenly spaced frames, clear error without frames."""
+"""tools.contact_sheet: rows of seeds, evenly spaced frames, clear error without frames."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from utils import contact_sheet
+from tools import contact_sheet
 
 
 def write_frames(folder, seed, count, size=4):

@@ -6,13 +6,22 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from helpers import REFERENCE_DIR
 from PIL import Image
 
-from conftest import REFERENCE_DIR
 from configs import get_config
 from datasets import (
-    CARLA, CATS, FFHQ, DatasetError, PosedImageFolder, build_dataloader, build_dataset,
-    read_pose, read_pose_npy, transform_matrix_to_camera_pos,
+    CARLA,
+    CATS,
+    FFHQ,
+    DatasetError,
+    PosedImageFolder,
+    begin_epoch,
+    build_dataloader,
+    build_dataset,
+    read_pose,
+    read_pose_npy,
+    transform_matrix_to_camera_pos,
 )
 
 IMG = 8  # side of the test images
@@ -231,9 +240,38 @@ def test_missing_pose_folder_error(tmp_path):
         PosedImageFolder(dataset_path=root, img_size=IMG)
 
 
-def test_corrupt_image_error(tmp_path):
-    root = make_folder(tmp_path / 'data', PosedImageFolder)
+def test_bad_files_are_all_found_at_start_in_one_message(tmp_path):
+    root = make_folder(tmp_path / 'data', PosedImageFolder, names=('a', 'b', 'c', 'd', 'e'))
     (root / 'b.png').write_bytes(b'this is not a png')
+    (root / 'c.png').write_bytes(b'')
+    (root / 'poses' / 'd_extrinsics.npy').write_bytes(b'garbled')
+    nan_pose = np.eye(4)
+    nan_pose[0, 3] = np.nan
+    np.save(root / 'poses' / 'e_extrinsics.npy', nan_pose)
+    with pytest.raises(DatasetError) as info:
+        PosedImageFolder(dataset_path=root, img_size=IMG)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"4 bad files in '{root}'")
+    assert f"'{root / 'b.png'}' (not a readable image" in message
+    assert f"'{root / 'c.png'}' (empty file)" in message
+    assert f"pose file '{root / 'poses' / 'd_extrinsics.npy'}' cannot be read" in message
+    assert f"pose file '{root / 'poses' / 'e_extrinsics.npy'}' holds a non-finite pose" in message
+
+
+def test_garbled_pose_files_are_one_line_errors(tmp_path):
+    for kind, name, content in ((FFHQ, 'a.mat', b'MATLAB garbage'), (CATS, 'a_pose.npy', b'\x93NUMPY junk')):
+        root = make_folder(tmp_path / kind.__name__, kind, names=('a', 'b'))
+        (root / 'poses' / name).write_bytes(content)
+        with pytest.raises(DatasetError, match=r"1 bad files in .*pose file '.*a(_pose\.npy|\.mat)' cannot be read"):
+            kind(dataset_path=root, img_size=IMG)
+
+
+def test_corrupt_pixels_behind_a_valid_header_fail_when_loaded(tmp_path):
+    root = make_folder(tmp_path / 'data', PosedImageFolder)
+    noise = np.random.default_rng(0).integers(0, 256, (IMG, IMG, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / 'b.png')
+    data = (root / 'b.png').read_bytes()
+    (root / 'b.png').write_bytes(data[:len(data) // 2])  # header intact, pixel data cut
     dataset = PosedImageFolder(dataset_path=root, img_size=IMG)
     dataset[0]  # 'a' still loads
     with pytest.raises(DatasetError) as info:
@@ -260,9 +298,9 @@ def test_build_dataset_with_data_dir(config_name, kind, tmp_path):
     dataset = build_dataset(config, data_dir=str(root))
     assert type(dataset) is kind
     assert dataset.root == str(root)
-    assert dataset.img_size == config['dataset']['kwargs']['img_size']
+    assert dataset.img_size == config['global']['img_size']
     image, _ = dataset[0]
-    assert image.shape[-1] == config['dataset']['kwargs']['img_size']
+    assert image.shape[-1] == config['global']['img_size']
     assert config == get_config(config_name)  # config untouched
 
 
@@ -306,16 +344,16 @@ def test_sampler_splits_over_two_ranks(tmp_path):
 def test_dataloader_with_workers(tmp_path):
     root = make_folder(tmp_path / 'data', CARLA, names=[f'{i:02d}' for i in range(8)])
     dataset = CARLA(dataset_path=root, img_size=IMG)
-    loader, _ = build_dataloader(dataset, batch_size=2, num_workers=1, seed=2)
-    assert loader.persistent_workers
 
-    def flip_pattern():
-        loader_, _ = build_dataloader(dataset, batch_size=2, num_workers=1, seed=2)
-        return torch.cat([images[:, 0, 0, 0] for images, _ in loader_])
+    def flip_pattern(epoch):
+        loader, _ = build_dataloader(dataset, batch_size=2, num_workers=1, seed=2)
+        begin_epoch(loader, epoch)
+        return torch.cat([images[:, 0, 0, 0] for images, _ in loader])
 
-    pattern = flip_pattern()  # red at the top-left pixel: -1 plain, 1 flipped
+    pattern = flip_pattern(epoch=3)  # red at the top-left pixel: -1 plain, 1 flipped
     assert set(pattern.tolist()) <= {-1.0, 1.0}
-    assert torch.equal(pattern, flip_pattern())  # flips repeat for the same seed
+    assert torch.equal(pattern, flip_pattern(epoch=3))  # an epoch's flips depend on (seed, epoch) only
+    assert not torch.equal(pattern, flip_pattern(epoch=4))
 
 
 def test_dataloader_too_small(tmp_path):

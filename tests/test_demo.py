@@ -6,11 +6,12 @@ import subprocess
 
 import numpy as np
 import torch
+from helpers import ROOT
 from PIL import Image
 
 import configs
-from conftest import ROOT
-from utils import checkpoint
+from checkpoints import checkpoint
+from checkpoints.loading import config_from_checkpoint
 
 SHIPPED_MODEL = os.path.join(ROOT, 'demo', 'synthetic_demo.pt')
 
@@ -59,8 +60,8 @@ def test_shipped_demo_model_renders(tmp_path):
 def test_shipped_demo_model_is_what_demo_train_makes():
     # `make demo-train` must reproduce the shipped model: same config, same number of iterations.
     model = torch.load(SHIPPED_MODEL, weights_only=True)
-    expected = checkpoint.config_to_json(configs.with_optional_defaults(configs.get_config('SYNTHETIC_demo')))
-    assert checkpoint.config_to_json(configs.with_optional_defaults(model['config'])) == expected
+    expected = checkpoint.config_to_json(configs.get_config('SYNTHETIC_demo'))
+    assert checkpoint.config_to_json(config_from_checkpoint(model['config'])) == expected
     with open(os.path.join(ROOT, 'Makefile')) as handle:
         demo_steps = re.search(r'^DEMO_STEPS\s*\?=\s*(\d+)', handle.read(), re.MULTILINE)
     assert model['step'] == int(demo_steps.group(1))

@@ -4,11 +4,15 @@ import os
 
 import pytest
 import torch
+from helpers import REFERENCE_DIR
 
-from conftest import REFERENCE_DIR
 from configs import get_config
 from discriminators import GramDiscriminator, build_discriminator
-from discriminators.discriminators import CoordConv, add_coords, append_minibatch_std, mean_hue
+from discriminators.discriminators import (
+    CoordConv,
+    add_coords,
+    append_minibatch_std,
+)
 
 
 @pytest.fixture(scope='module')
@@ -218,38 +222,3 @@ def test_minibatch_std_option():
     assert torch.equal(changed_other[0], prediction[0])
     with pytest.raises(ValueError, match='minibatch_std_group'):
         GramDiscriminator(32, minibatch_std_group=-1)
-
-
-def test_mean_hue():
-    img = torch.ones(4, 3, 8, 8)                                   # white
-    img[1, :, :2, :2] = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1)   # small red patch
-    img[2, :, :, :] = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1)     # all red
-    img[3, :, :4] = torch.tensor([0.5, -1.0, 0.5]).view(3, 1, 1)        # half magenta
-    hue = mean_hue(img)
-    assert hue[0].abs().max().item() < 1e-3                         # colourless
-    red = torch.tensor([2.0, -1.0, -1.0]) / math.sqrt(6)            # unit chroma direction of red
-    assert torch.allclose(hue[1], red, atol=1e-3) and torch.allclose(hue[2], red, atol=1e-3)  # coverage-free
-    assert torch.allclose(hue[3].norm(), torch.tensor(1.0), atol=1e-3)
-    grad_img = img.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(mean_hue(grad_img).sum(), grad_img, create_graph=True)
-    assert torch.isfinite(grad).all()
-    assert torch.isfinite(torch.autograd.grad(grad.pow(2).sum(), grad_img)[0]).all()  # R1 needs 2nd order
-
-
-def test_minibatch_colour_std_option():
-    with_colour = GramDiscriminator(32, max_channels=16, minibatch_std_group=2, minibatch_colour_std=True)
-    assert with_colour.state_dict()['final_layer.weight'].shape == (3, 18, 2, 2)
-    # Two red cars of different sizes in group 0, a red and a blue car in group 1.
-    imgs = torch.ones(4, 3, 32, 32)
-    red, blue = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1), torch.tensor([-1.0, -1.0, 1.0]).view(3, 1, 1)
-    imgs[0, :, 8:16, 8:16], imgs[1, :, 4:28, 4:28] = red, red
-    imgs[2, :, 8:16, 8:16], imgs[3, :, 8:16, 8:16] = red, blue
-    stats = append_minibatch_std(torch.zeros(4, 1, 1, 1), 2, source=mean_hue(imgs))[:, 1, 0, 0]
-    assert stats[:2].max().item() < 1e-3                                      # same colour: ~0
-    assert stats[2:].min().item() > 0.3                                       # two colours: large
-    with torch.no_grad():
-        recoloured = imgs.clone()
-        recoloured[1, :, 4:28, 4:28] = blue                                   # partner turns blue
-        assert (with_colour(recoloured)[0][0] - with_colour(imgs)[0][0]).abs().item() > 1e-6
-    with pytest.raises(ValueError, match='minibatch_colour_std'):
-        GramDiscriminator(32, minibatch_colour_std=True)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.ema import EMA, warmup_decay
+from training.ema import EMA, warmup_decay
 
 
 def _module(value):

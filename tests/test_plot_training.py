@@ -1,10 +1,10 @@
-"""utils.plot_training: reads stats.jsonl, writes a PNG, fails clearly without records."""
+"""tools.plot_training: reads stats.jsonl, writes a PNG, fails clearly without records."""
 import json
 
 import pytest
 from PIL import Image
 
-from utils import plot_training
+from tools import plot_training
 
 
 def test_plot_writes_a_png(tmp_path):

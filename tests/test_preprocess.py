@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from helpers import REFERENCE_DIR
 from PIL import Image
 
 import preprocess_dataset as pp
-from conftest import REFERENCE_DIR
 from datasets import read_pose, read_pose_npy, transform_matrix_to_camera_pos
-from utils.alignment import _weighted_roll
+from datasets.alignment import _weighted_roll
 
 
 def rotation(yaw, pitch, roll):

@@ -5,75 +5,26 @@ generator; ema.pth is a pickled object whose class claims to be
 torch_ema.ema.ExponentialMovingAverage (a throwaway module object registered in sys.modules only
 while saving), holding the parameters of a differently seeded generator as shadow weights.
 """
-import contextlib
 import os
 import sys
-import types
 
 import pytest
 import torch
+from helpers import (
+    CONFIG,
+    RAW_SEED,
+    SHADOW_SEED,
+    FakeEMA,
+    fake_torch_ema_module,
+    make_released_pair,
+    save_fake_released_ema,
+    seeded_generator,
+)
 
 import configs
-from generators import build_generator
-from utils import convert_checkpoint
-from utils.released import ReleasedEMA, load_released_ema, shadow_state_dict
-from utils.weights import config_from_checkpoint, load_generator
-
-CONFIG = 'TINY_test'
-RAW_SEED = 0      # seed of the generator.pth weights
-SHADOW_SEED = 1   # seed of the weights stored as EMA shadow
-
-
-def seeded_generator(seed, config_name=CONFIG):
-    torch.manual_seed(seed)
-    return build_generator(configs.get_config(config_name))
-
-
-class _FakeEMA:
-    """Stands in for torch_ema's class while pickling (renamed below)."""
-
-    def __init__(self, parameters, decay, num_updates):
-        self.decay = decay
-        self.num_updates = num_updates
-        self.shadow_params = [p.clone().detach() for p in parameters]
-        self.collected_params = []
-
-
-@contextlib.contextmanager
-def fake_torch_ema_module(cls, name='ExponentialMovingAverage'):
-    """Register `cls` as torch_ema.ema.<name> in sys.modules for the duration of a save."""
-    saved = {key: sys.modules.get(key) for key in ('torch_ema', 'torch_ema.ema')}
-    original = (cls.__module__, cls.__qualname__)
-    cls.__module__, cls.__qualname__ = 'torch_ema.ema', name
-    module = types.ModuleType('torch_ema.ema')
-    setattr(module, name, cls)
-    sys.modules['torch_ema'] = types.ModuleType('torch_ema')
-    sys.modules['torch_ema.ema'] = module
-    try:
-        yield
-    finally:
-        cls.__module__, cls.__qualname__ = original
-        for key, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = previous
-
-
-def save_fake_released_ema(parameters, path, decay=0.999, num_updates=42):
-    """torch.save a fake torch_ema object; the fake module exists only during the save."""
-    with fake_torch_ema_module(_FakeEMA):
-        torch.save(_FakeEMA(parameters, decay, num_updates), path)
-
-
-def make_released_pair(folder, prefix=''):
-    """Write <prefix>generator.pth + <prefix>ema.pth; returns (generator path, shadow state_dict)."""
-    raw = seeded_generator(RAW_SEED)
-    shadow = seeded_generator(SHADOW_SEED)
-    generator_path = os.path.join(folder, f'{prefix}generator.pth')
-    torch.save(raw.state_dict(), generator_path)
-    save_fake_released_ema(list(shadow.parameters()), os.path.join(folder, f'{prefix}ema.pth'))
-    return generator_path, shadow.state_dict()
+from checkpoints.loading import config_from_checkpoint, load_generator
+from checkpoints.released import ReleasedEMA, load_released_ema, shadow_state_dict
+from tools import convert_checkpoint
 
 
 def assert_weights_equal(generator, state):
@@ -115,9 +66,9 @@ def test_code_execution_is_refused(tmp_path):
 
 def test_code_inside_the_allowed_class_is_refused(tmp_path):
     marker = tmp_path / 'created_by_pickle'
-    ema = _FakeEMA([torch.ones(2)], 0.999, 1)
+    ema = FakeEMA([torch.ones(2)], 0.999, 1)
     ema.collected_params = [_RunsCode(str(marker))]
-    with fake_torch_ema_module(_FakeEMA):
+    with fake_torch_ema_module(FakeEMA):
         torch.save(ema, tmp_path / 'evil_ema.pth')
     with pytest.raises(ValueError, match="refusing to load .*'posix.mkdir'"):
         load_released_ema(str(tmp_path / 'evil_ema.pth'))
@@ -173,8 +124,7 @@ def test_our_checkpoint_uses_its_config_and_ema(tmp_path):
     config = configs.get_config(CONFIG)
     raw, shadow = seeded_generator(RAW_SEED), seeded_generator(SHADOW_SEED)
     checkpoint = {'format': 'gram-checkpoint', 'version': 1, 'step': 10, 'epoch': 0,
-                  'config': {'generator': config['generator'], 'dataset': config['dataset'],
-                             'camera': config['camera']},
+                  'config': config,
                   'generator': raw.state_dict(),
                   'ema': {'decay': 0.999, 'num_updates': 10, 'shadow': shadow.state_dict()}}
     checkpoint['config']['generator']['representation']['kwargs']['center'] = [0, 0, 0]  # as JSON stores it
@@ -187,8 +137,8 @@ def test_our_checkpoint_uses_its_config_and_ema(tmp_path):
 
 
 def test_config_from_checkpoint_restores_tuples():
-    assert config_from_checkpoint({'a': [0.0, 0.9], 'b': {'c': [1, [2]]}, 'd': 'x'}) == \
-        {'a': (0.0, 0.9), 'b': {'c': (1, (2,))}, 'd': 'x'}
+    stored = {'global': {'img_size': 16}, 'a': [0.0, 0.9], 'b': {'c': [1, [2]]}, 'd': 'x'}
+    assert config_from_checkpoint(stored) == {'global': {'img_size': 16}, 'a': (0.0, 0.9), 'b': {'c': (1, (2,))}, 'd': 'x'}
 
 
 def test_one_line_errors(tmp_path):
@@ -225,10 +175,8 @@ def test_convert_checkpoint_cli(tmp_path, capsys):
     generator, _ = load_generator(plain, CONFIG)
     assert_weights_equal(generator, shadow)
 
-    with pytest.raises(SystemExit) as exit_info:
-        convert_checkpoint.main(['--generator_file', generator_path, '--config', 'CATS_default',
-                                 '--output', str(tmp_path / 'bad.pt')])
-    assert exit_info.value.code == 1
+    assert convert_checkpoint.main(['--generator_file', generator_path, '--config', 'CATS_default',
+                             '--output', str(tmp_path / 'bad.pt')]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith('error: released files do not match config CATS_default') and '\n' not in err
     assert not os.path.exists(tmp_path / 'bad.pt')

@@ -7,19 +7,18 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT
 from PIL import Image
 
 import configs
-from conftest import ROOT
-from datasets import read_extrinsics_npy, transform_matrix_to_camera_pos
-from datasets import synthetic
+from datasets import read_extrinsics_npy, synthetic, transform_matrix_to_camera_pos
 from datasets.synthetic import Wheel, box_part, render_view
 
 FRONTAL = (math.pi / 2, math.pi / 2)  # camera at (0, 0, 1) looking down -z
 
 
 def pixel_directions(img_size, cam2world, fov_deg=synthetic.FOV_DEG):
-    """World ray directions [N, N, 3] written out from SPEC §1 (independent of the module)."""
+    """World ray directions [N, N, 3] written out from docs/design.md §1 (independent of the module)."""
     focal = 1 / math.tan(math.radians(fov_deg) / 2)
     directions = np.zeros((img_size, img_size, 3))
     for row in range(img_size):
@@ -153,8 +152,8 @@ def test_dataset_cameras_round_trip_and_objects_fit(tmp_path):
         assert mask.any() and not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
         assert (depth[mask] > synthetic.RAY_START).all() and (depth[mask] < synthetic.RAY_END).all()
         assert (depth[~mask] == 0).all()
-        cam2world_rotation = synthetic.SPEC_TO_CARLA.T @ extrinsics[:3, :3]
-        origin = synthetic.SPEC_TO_CARLA.T @ extrinsics[:3, 3]
+        cam2world_rotation = synthetic.OURS_TO_CARLA.T @ extrinsics[:3, :3]
+        origin = synthetic.OURS_TO_CARLA.T @ extrinsics[:3, 3]
         points = origin + (directions_cam @ cam2world_rotation.T) * depth.reshape(-1, 1)
         assert (np.linalg.norm(points[mask.reshape(-1)], axis=1) < synthetic.OBJECT_RADIUS).all()
 

@@ -2,16 +2,16 @@
 under torchrun, one-line errors for bad input."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+from helpers import ROOT, write_tiny_dataset
 
 import configs
-from conftest import ROOT
 from generators import build_generator
-from test_training import write_tiny_dataset
 
 TRAIN = os.path.join(ROOT, 'train.py')
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), 'torchrun')
@@ -22,7 +22,7 @@ TIMEOUT = 300      # seconds per subprocess (generous: the machine is shared)
 def run_train(*args, launcher=(sys.executable,), check=True):
     """Run train.py on the CPU with one thread per process (same arithmetic in every run)."""
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-    command = [*launcher, TRAIN, '--device', 'cpu', '--num_workers', '0', *args]
+    command = [*launcher, TRAIN, '--device', 'cpu', *args]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -30,7 +30,7 @@ def run_train(*args, launcher=(sys.executable,), check=True):
 
 
 def common(data_dir, output_dir):
-    return ['--config', 'TINY_test', '--data_dir', data_dir, '--output_dir', output_dir,
+    return ['--config', 'TINY_test', '--data_dir', data_dir, '--output_dir', output_dir, '--num_workers', '0',
             '--sample_interval', '2', '--model_save_interval', '2', '--log_interval', '1']
 
 
@@ -117,20 +117,39 @@ def test_resume_continues_exactly(data_dir, uninterrupted, tmp_path):
     assert_same(resumed, reference)
 
 
-def test_two_ranks_under_torchrun_stay_identical(data_dir, tmp_path):
-    output_dir, rank_dir = str(tmp_path / 'ddp'), str(tmp_path / 'ranks')
+def test_two_ranks_under_torchrun_stay_identical_and_resume_exactly(data_dir, tmp_path):
+    # Every checkpoint compares the ranks' weights (a difference stops training), so a finished
+    # run proves they stayed identical. Resuming rank >= 1 used to crash in torch.set_rng_state.
     launcher = (TORCHRUN, '--standalone', '--nproc_per_node=2')
-    result = run_train(*common(data_dir, output_dir), '--max_steps', '2', '--set', 'global.batch_size=1',
-                       '--rank_state_dir', rank_dir, launcher=launcher)
-    assert 'training finished at step 2' in result.stdout
+    two_rank = ('--set', 'global.batch_size=1')
+    output_dir = str(tmp_path / 'ddp')
+    result = run_train(*common(data_dir, output_dir), '--max_steps', '4', *two_rank, launcher=launcher)
+    assert 'training finished at step 4' in result.stdout
     assert result.stdout.count('training finished') == 1  # only rank 0 logs
-    rank0, rank1 = load(os.path.join(rank_dir, 'rank_0.pt')), load(os.path.join(rank_dir, 'rank_1.pt'))
-    assert_same(rank0, rank1, 'rank states')
-    saved = load(os.path.join(output_dir, 'checkpoints', 'step_0000002.pt'))
+    saved = load(os.path.join(output_dir, 'checkpoints', 'step_0000004.pt'))
     assert saved['rng']['world_size'] == 2
     assert saved['rng']['torch_cpu'].shape[0] == 2
     assert not torch.equal(saved['rng']['torch_cpu'][0], saved['rng']['torch_cpu'][1])  # per-rank seeds
-    assert_same(saved['generator'], rank0['generator'])
+
+    resumed_dir = tmp_path / 'resumed'
+    (resumed_dir / 'checkpoints').mkdir(parents=True)
+    shutil.copy(os.path.join(output_dir, 'checkpoints', 'step_0000002.pt'), resumed_dir / 'checkpoints')
+    result = run_train(*common(data_dir, str(resumed_dir)), '--max_steps', '4', *two_rank,
+                       '--load_dir', str(resumed_dir), launcher=launcher)
+    assert 'at step 2 (epoch 0)' in result.stdout
+    assert_same(load(str(resumed_dir / 'checkpoints' / 'step_0000004.pt')), saved)
+
+
+def test_resume_with_loader_workers_continues_exactly(data_dir, tmp_path):
+    # Worker processes draw the flips; their seeds depend only on (seed, rank, epoch).
+    workers = ('--num_workers', '1')
+    reference_dir, resumed_dir = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
+    run_train(*common(data_dir, reference_dir), '--max_steps', str(STEPS), *workers)
+    run_train(*common(data_dir, resumed_dir), '--max_steps', '2', *workers)
+    run_train(*common(data_dir, resumed_dir), '--max_steps', str(STEPS), '--load_dir', resumed_dir, *workers)
+    name = f'step_{STEPS:07d}.pt'
+    assert_same(load(os.path.join(resumed_dir, 'checkpoints', name)),
+                load(os.path.join(reference_dir, 'checkpoints', name)))
 
 
 def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path):
@@ -166,3 +185,50 @@ def test_checkpoint_from_another_config_is_one_clear_line(data_dir, uninterrupte
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert 'was trained with another config' in lines[0] and 'step_0000005.pt' in lines[0]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--set', 'global.batch_size=0'], 'global.batch_size=0 is invalid: expected an int >= 1'),
+    (['--set', 'global.img_size=0'], 'global.img_size=0 is invalid: expected a power of 2 in [16, 512]'),
+    (['--set', "global.z_dist='uniform'"], "global.z_dist='uniform' is invalid"),
+    (['--set', 'camera.fov=-10'], 'camera.fov=-10 is invalid'),
+    (['--set', 'generator.kwargs.sample_dist=gausian'], "generator.kwargs.sample_dist='gausian' is invalid"),
+    (['--num_workers', '-1'], '--num_workers must be at least 0'),
+    (['--max_steps', '-1'], '--max_steps must be at least 1'),
+    (['--set_step', '-5'], '--set_step must be at least 0'),
+    (['--timeout_minutes', 'nan'], '--timeout_minutes must be a positive number'),
+    (['--device', 'foo'], "unknown device 'foo'"),
+])
+def test_bad_settings_fail_at_once_in_one_line(args, message, tmp_path, capsys):
+    import train
+    output_dir = tmp_path / 'out'
+    assert train.main(['--config', 'TINY_test', '--output_dir', str(output_dir), *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not output_dir.exists()
+
+
+def test_output_dir_that_is_a_file_fails_at_once(tmp_path, capsys):
+    import train
+    (tmp_path / 'taken').write_text('x')
+    assert train.main(['--config', 'TINY_test', '--output_dir', str(tmp_path / 'taken' / 'run')]) == 1
+    assert 'not a folder' in capsys.readouterr().err
+
+
+def test_failed_resume_leaves_the_run_folder_untouched(data_dir, uninterrupted, tmp_path):
+    run = tmp_path / 'run'
+    shutil.copytree(uninterrupted, run)
+    before = {path: path.read_bytes() for path in run.rglob('*') if path.is_file()}
+    result = run_train('--config', 'SYNTHETIC_demo', '--set', 'global.batch_size=2', '--data_dir', data_dir,
+                       '--load_dir', str(run), check=False)
+    assert result.returncode == 1 and 'was trained with another config' in result.stderr
+    after = {path: path.read_bytes() for path in run.rglob('*') if path.is_file()}
+    assert after == before  # config.json and args.json included
+
+
+def test_fresh_run_into_a_folder_with_checkpoints_is_refused(uninterrupted, capsys):
+    import train
+    before = sorted(os.listdir(os.path.join(uninterrupted, 'checkpoints')))
+    assert train.main(['--config', 'TINY_test', '--output_dir', uninterrupted]) == 1
+    assert f'already holds checkpoints of a run; resume it with --load_dir {uninterrupted}' in capsys.readouterr().err
+    assert sorted(os.listdir(os.path.join(uninterrupted, 'checkpoints'))) == before

@@ -1,21 +1,21 @@
 """Training losses and loop helpers on TINY_test (16 px, CPU): patch split, batch split, R1,
 optimiser groups, non-finite handling, checkpoint files."""
 import contextlib
+import copy
 import math
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from helpers import write_tiny_dataset
 
 import configs
+from checkpoints import checkpoint
 from discriminators import build_discriminator
 from generators import build_generator
 from training import GramLoss, TrainingError, training_loop
-from training.loop import ProgressLog, generator_param_groups, hue_spread, latent_spread, take_optimizer_step
-from utils import checkpoint
+from training.loop import ProgressLog, take_optimizer_step
 
 SEED = 3
 
@@ -50,19 +50,6 @@ def generator_grads(config, patch_split=None, batch_size=2):
     torch.manual_seed(SEED + 1)
     losses = loss.accumulate_generator(batch_size, torch.device('cpu'))
     return grads(loss.generator), losses['G']
-
-
-def write_tiny_dataset(root, count=6, size=16):
-    """Random images in the CARLA layout: <root>/<name>.png + <root>/poses/<name>_extrinsics.npy."""
-    rng = np.random.default_rng(0)
-    os.makedirs(os.path.join(root, 'poses'), exist_ok=True)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(os.path.join(root, f'{i:02d}.png'))
-        cam2world = np.eye(4)
-        origin = rng.normal(size=3)
-        cam2world[:3, 3] = origin / np.linalg.norm(origin)
-        np.save(os.path.join(root, 'poses', f'{i:02d}_extrinsics.npy'), cam2world)
-    return root
 
 
 # --------------------------------------------------------------------------------------------- G phase
@@ -140,7 +127,7 @@ def test_discriminator_phase_equals_the_spec_formula():
     terms = loss.accumulate_discriminator(real, real_pos, apply_r1=True)
     ours = grads(loss.discriminator)
 
-    # Independent computation of SPEC §6's d_loss with the same draws: z for the whole batch, then
+    # Independent computation of docs/design.md §6's d_loss with the same draws: z for the whole batch, then
     # each chunk's poses inside its generator call.
     reference = make_loss(config)
     generator, discriminator = reference.generator, reference.discriminator
@@ -194,19 +181,19 @@ def test_r1_schedule():
 def test_generator_param_groups_in_released_order():
     config = configs.get_config('TINY_test')  # CARLA-based: sampling_network_lr is set
     generator = build_generator(config)
-    groups = generator_param_groups(generator, config['optimizer'])
+    groups = generator.optimizer_param_groups(config['optimizer'])
     assert [g['name'] for g in groups] == ['sampling_network', 'generator']
     assert groups[0]['lr'] == config['optimizer']['sampling_network_lr']
     assert 'lr' not in groups[1]  # takes gen_lr from the optimiser
     assert [id(p) for p in groups[0]['params']] == [id(p) for p in generator.representation.sample_network.parameters()]
 
     optimizer_config = {**config['optimizer'], 'mapping_network_lr': 1e-6}
-    groups = generator_param_groups(generator, optimizer_config)
+    groups = generator.optimizer_param_groups(optimizer_config)
     assert [g['name'] for g in groups] == ['sampling_network', 'generator', 'mapping_network']
     ids = [id(p) for g in groups for p in g['params']]
     assert sorted(ids) == sorted(id(p) for p in generator.parameters()) and len(set(ids)) == len(ids)
 
-    ffhq_groups = generator_param_groups(generator, {'gen_lr': 2e-5})
+    ffhq_groups = generator.optimizer_param_groups({'gen_lr': 2e-5})
     assert [g['name'] for g in ffhq_groups] == ['generator']
 
 
@@ -253,6 +240,20 @@ def test_training_stops_after_repeated_non_finite_losses(tmp_path, capsys):
     assert 'step 3: non-finite D and G loss, update skipped (3 in a row)' in out
 
 
+def test_a_non_finite_streak_never_replaces_the_last_healthy_checkpoint(tmp_path, capsys):
+    run, data = str(tmp_path / 'run'), write_tiny_dataset(str(tmp_path / 'data'))
+    settings = dict(data_dir=data, log_interval=100, num_workers=0, model_save_interval=100)
+    training_loop(tiny_config(), run, torch.device('cpu'), max_steps=2, sample_interval=2, **settings)
+    exploding = tiny_config('optimizer.disc_lr=1e30')
+    with pytest.raises(TrainingError, match='3 iterations in a row had a non-finite loss'):
+        training_loop(exploding, run, torch.device('cpu'), load_dir=run, max_steps=8, sample_interval=1,
+                      max_nonfinite=3, **settings)
+    assert [step for step, _ in checkpoint.list_checkpoints(os.path.join(run, 'checkpoints'))] == [2]
+    _, state = checkpoint.find_latest_checkpoint(run)
+    assert all(torch.isfinite(value).all() for value in state['generator'].values())
+    assert 'step 3: checkpoint skipped (non-finite losses' in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------------------------- checkpoints
 def _fake_state(step, config):
     return {'step': step, 'epoch': 0, 'config': checkpoint.config_to_json(config), 'generator': {},
@@ -269,8 +270,12 @@ def test_newest_complete_checkpoint_is_found(tmp_path):
         data = handle.read()
     with open(truncated, 'wb') as handle:
         handle.write(data[:len(data) // 2])  # an interrupted copy
-    path, state = checkpoint.find_latest_checkpoint(str(tmp_path))
+    warnings = []
+    path, state = checkpoint.find_latest_checkpoint(str(tmp_path), log=warnings.append)
     assert path.endswith('step_0000020.pt') and state['step'] == 20
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: skipping cannot read checkpoint '{truncated}'")
+    checkpoint.prune_checkpoints(str(tmp_path), keep_every=100, keep_step=21)  # the next save after resuming
+    assert os.path.exists(truncated)  # newer than the resumed one: kept for the user to inspect
     assert isinstance(state['config']['camera']['fov'], int)
     assert state['config']['generator']['representation']['kwargs']['center'] == [0, 0, 0]  # tuples -> lists
 
@@ -301,33 +306,34 @@ def test_model_config_mismatch_and_other_differences():
 def test_spelled_out_defaults_match_a_checkpoint_that_lacks_them():
     # A checkpoint from before an optional key existed resumes with that key at its default.
     config = configs.get_config('CARLA_default')
-    assert 'view_dependence' not in config['generator']['renderer']['kwargs']
-    spelled_out = configs.apply_overrides(config, ['generator.renderer.kwargs.view_dependence=True',
+    assert 'minibatch_std_group' not in config['discriminator']['kwargs']
+    spelled_out = configs.apply_overrides(config, ['discriminator.kwargs.minibatch_std_group=0',
                                                    'discriminator.kwargs.max_channels=400'])
     assert checkpoint.check_same_model(config, spelled_out, 'ckpt.pt') == []
-    with pytest.raises(checkpoint.CheckpointError, match=r'view_dependence: True -> False'):
+    with pytest.raises(checkpoint.CheckpointError, match=r'minibatch_std_group: 0 -> 4'):
         checkpoint.check_same_model(
-            config, configs.apply_overrides(config, ['generator.renderer.kwargs.view_dependence=False']), 'ckpt.pt')
-    assert 'view_dependence' not in config['generator']['renderer']['kwargs']  # the input is not changed
+            config, configs.apply_overrides(config, ['discriminator.kwargs.minibatch_std_group=4']), 'ckpt.pt')
+    assert 'minibatch_std_group' not in config['discriminator']['kwargs']  # the input is not changed
 
 
-def test_latent_spread_is_pixel_std_over_latents():
-    same = torch.full((4, 3, 2, 2), 0.3)
-    assert latent_spread(same) == 0.0
-    # Two latents differing by 2 at every value: std over K=2 (unbiased) = 2 / sqrt(2).
-    pair = torch.stack([torch.zeros(3, 2, 2), torch.full((3, 2, 2), 2.0)])
-    assert abs(latent_spread(pair) - math.sqrt(2)) < 1e-6
-
-
-def test_hue_spread_sees_colour_not_size():
-    red, blue = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1), torch.tensor([-1.0, -1.0, 1.0]).view(3, 1, 1)
-    small_and_large_red = torch.ones(2, 3, 8, 8)
-    small_and_large_red[0, :, :2, :2], small_and_large_red[1] = red, red
-    assert hue_spread(small_and_large_red) < 1e-3       # the pixels differ a lot, the colour does not
-    assert latent_spread(small_and_large_red) > 0.5
-    red_and_blue = torch.ones(2, 3, 8, 8)
-    red_and_blue[0, :, :2, :2], red_and_blue[1, :, :2, :2] = red, blue
-    assert hue_spread(red_and_blue) > 0.5
+def test_checkpoint_configs_of_the_released_layout_are_normalized():
+    # Earlier checkpoints repeat img_size per section and spell out retired options at the value
+    # the code implements; they resume. Anything else describes another model and is refused.
+    config = configs.get_config('TINY_test')
+    stored = copy.deepcopy(config)
+    for section in configs.IMG_SIZE_SECTIONS:
+        stored[section]['kwargs']['img_size'] = config['global']['img_size']
+    stored['generator']['renderer']['kwargs']['view_dependence'] = True
+    stored['discriminator']['kwargs']['minibatch_colour_std'] = False
+    assert configs.normalize(stored) == config
+    assert checkpoint.check_same_model(stored, config, 'ckpt.pt') == []
+    stored['discriminator']['kwargs']['img_size'] = 32
+    with pytest.raises(ValueError, match=r'global.img_size=16 but discriminator.kwargs.img_size=32'):
+        configs.normalize(stored)
+    stored['discriminator']['kwargs']['img_size'] = 16
+    stored['generator']['renderer']['kwargs']['view_dependence'] = False
+    with pytest.raises(checkpoint.CheckpointError, match='retired option generator.renderer.kwargs.view_dependence'):
+        checkpoint.check_same_model(stored, config, 'ckpt.pt')
 
 
 def test_snapshots_log_their_latent_spread(tmp_path, capsys):

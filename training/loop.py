@@ -1,4 +1,4 @@
-"""The GRAM training loop (SPEC §6): one function, read top to bottom.
+"""The GRAM training loop (docs/design.md §6): one function, read top to bottom.
 
 Each iteration: reset a loss scale that fell below 1; D step ('D main' + 'D R1' when due);
 G step ('G main'); both EMAs; then logs, snapshots and checkpoints. Gradients are summed over a
@@ -15,18 +15,19 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
-from datasets import build_dataloader, build_dataset
+from checkpoints import checkpoint
+from datasets import begin_epoch, build_dataloader, build_dataset
 from discriminators import build_discriminator
-from discriminators.discriminators import mean_hue
 from generators import build_generator
+from metrics.diagnostics import hue_spread, latent_spread
+from training.ema import EMA
 from training.loss import GramLoss
-from utils import checkpoint, distributed
-from utils.ema import EMA
-from utils.files import atomic_path, atomic_torch_save
+from utils import distributed
+from utils.cli import UserError
+from utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
 
 EMA_DECAY = 0.999              # first EMA (written to generator_ema.pth)
 EMA2_DECAY = 0.9999            # second EMA
-DEFAULT_GRAD_CLIP = 0.3        # gradient-norm clip when the config omits optimizer.grad_clip
 SNAPSHOT_COUNT = 25            # fixed latents rendered in each snapshot grid
 SNAPSHOT_ROWS = 5              # 5 x 5 grid
 SNAPSHOT_PSI = 0.7             # truncation of the snapshots
@@ -35,7 +36,7 @@ SNAPSHOT_SEED_OFFSET = 12345   # snapshot latents come from seed + this offset (
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     """Training cannot go on; the message says why and what to do, in one line."""
 
 
@@ -56,7 +57,7 @@ def training_loop(
     precision           = 'fp32',   # fp32 | bf16 | fp16 autocast (fp16 also enables loss scaling)
     num_workers         = None,     # DataLoader workers; None: the datasets module's default
     max_nonfinite       = 10,       # stop after this many iterations in a row with a non-finite loss
-    rank_state_dir      = None,     # debugging: every rank saves its final weights here (sync check)
+    run_options         = None,     # the resolved command-line options, saved as args.json (rank 0)
 ):
     """Train GRAM; returns the final step. Raises TrainingError, DatasetError, CheckpointError."""
     rank, world_size = distributed.get_rank(), distributed.get_world_size()
@@ -65,7 +66,7 @@ def training_loop(
     # Load dataset (each rank reads its own share).
     dataset = build_dataset(config, data_dir)
     batch_size = config['global']['batch_size']
-    loader, sampler = build_dataloader(dataset, batch_size, rank=rank, world_size=world_size, shuffle=True,
+    loader, _ = build_dataloader(dataset, batch_size, rank=rank, world_size=world_size, shuffle=True,
                                        seed=seed, num_workers=num_workers)
 
     # Construct networks: identical init on every rank (then copied from rank 0 to be sure) and EMAs.
@@ -78,9 +79,8 @@ def training_loop(
 
     # Optimisers, mixed precision and the loss phases.
     opt = config['optimizer']
-    grad_clip = opt.get('grad_clip', DEFAULT_GRAD_CLIP)
-    optimizer_G = torch.optim.Adam(generator_param_groups(generator, opt), lr=opt['gen_lr'], betas=tuple(opt['betas']))
-    optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=opt['disc_lr'], betas=tuple(opt['betas']))
+    grad_clip = opt['grad_clip']
+    optimizer_G, optimizer_D = build_optimizers(generator, discriminator, opt)
     dtype = PRECISIONS[precision]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # identity unless fp16
 
@@ -95,7 +95,7 @@ def training_loop(
     # Resume: weights, optimisers, EMAs, step, epoch, data position and RNG state.
     step, epoch, batch_in_epoch, rng_state = 0, 0, 0, None
     if load_dir is not None:
-        path, state = checkpoint.find_latest_checkpoint(load_dir, map_location=device)
+        path, state = checkpoint.find_latest_checkpoint(load_dir, map_location=device, log=distributed.print0)
         other_settings = checkpoint.check_same_model(state['config'], config, path)
         generator.load_state_dict(state['generator'])
         discriminator.load_state_dict(state['discriminator'])
@@ -118,6 +118,10 @@ def training_loop(
         if set_step is not None:
             step = set_step
 
+    # Every check passed: only now is the run folder written to (rank 0).
+    if is_main:
+        write_run_files(output_dir, config, run_options)
+
     # Fixed snapshot latents, from their own RNG so every (resumed) run renders the same ones.
     snapshot_rng = torch.Generator().manual_seed(seed + SNAPSHOT_SEED_OFFSET)
     snapshot_z = torch.randn(SNAPSHOT_COUNT, generator.z_dim, generator=snapshot_rng).to(device)
@@ -133,7 +137,19 @@ def training_loop(
                                                            autocast))
 
     def save(step, epoch, batch_in_epoch):
-        """Checkpoint + generator_ema.pth (collective: every rank contributes its RNG state)."""
+        """Checkpoint + generator_ema.pth (collective: every rank contributes its RNG state).
+
+        Never during a streak of non-finite losses (all ranks agree on it): the last checkpoint
+        written before the streak stays the newest, so a resume goes back to healthy weights.
+        """
+        if nonfinite_in_a_row:
+            progress.write(f"step {step}: checkpoint skipped (non-finite losses in the last {nonfinite_in_a_row} "
+                           f"iterations); the newest checkpoint is still the last healthy one")
+            return
+        diverged = distributed.modules_out_of_sync(generator, discriminator)
+        if diverged:
+            raise TrainingError(f"step {step}: the ranks' weights differ ({diverged}); "
+                                f"resume from the last checkpoint with --load_dir")
         rng = collect_rng_state(device, batch_in_epoch)
         if is_main:
             path = checkpoint.save_checkpoint(output_dir, {
@@ -151,7 +167,7 @@ def training_loop(
     done = step >= total_steps or epoch >= n_epochs
     try:
         while not done:
-            sampler.set_epoch(epoch)
+            begin_epoch(loader, epoch)
             batches = iter(loader)
             for _ in range(batch_in_epoch):  # after a resume: skip what the checkpoint had used of this epoch
                 next(batches)
@@ -209,10 +225,6 @@ def training_loop(
         progress.close()
 
     # Done.
-    if rank_state_dir is not None:
-        atomic_torch_save({'generator': generator.state_dict(), 'discriminator': discriminator.state_dict(),
-                           'ema': ema.state_dict(), 'ema2': ema2.state_dict()},
-                          os.path.join(rank_state_dir, f'rank_{rank}.pt'))
     distributed.barrier()  # nobody leaves before rank 0 has written its last files
     distributed.print0(f"training finished at step {step}")
     return step
@@ -221,22 +233,23 @@ def training_loop(
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 # ---------------------------------------------------------------------------------------------
-def generator_param_groups(generator, optimizer_config):
-    """Adam groups [sampling network, rest, mapping network]; the first/last only when their lr is set.
+def write_run_files(output_dir, config, run_options):
+    """config.json and args.json in the run folder; stale temporaries of a killed run removed."""
+    for folder in (output_dir, os.path.join(output_dir, checkpoint.CHECKPOINT_FOLDER)):
+        remove_stale_temporaries(folder)
+    atomic_write_text(json.dumps(checkpoint.config_to_json(config), indent=2) + '\n',
+                      os.path.join(output_dir, 'config.json'))
+    if run_options is not None:
+        atomic_write_text(json.dumps(run_options, indent=2) + '\n', os.path.join(output_dir, 'args.json'))
 
-    CARLA (sampling_network_lr) gives [sampling network, rest], the released order.
-    """
-    special = []
-    if 'sampling_network_lr' in optimizer_config:
-        special.append(('sampling_network', generator.representation.sample_network,
-                        optimizer_config['sampling_network_lr']))
-    if 'mapping_network_lr' in optimizer_config:
-        special.append(('mapping_network', generator.representation.rf_network.mapping_network,
-                        optimizer_config['mapping_network_lr']))
-    special_ids = {id(p) for _, module, _ in special for p in module.parameters()}
-    groups = {name: {'params': list(module.parameters()), 'name': name, 'lr': lr} for name, module, lr in special}
-    rest = {'params': [p for p in generator.parameters() if id(p) not in special_ids], 'name': 'generator'}
-    return [group for group in (groups.get('sampling_network'), rest, groups.get('mapping_network')) if group]
+
+def build_optimizers(generator, discriminator, optimizer_config):
+    """Adam for G (the generator's parameter groups) and for D, from the config's optimizer section."""
+    betas = tuple(optimizer_config['betas'])
+    optimizer_G = torch.optim.Adam(generator.optimizer_param_groups(optimizer_config), lr=optimizer_config['gen_lr'],
+                                   betas=betas)
+    optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=optimizer_config['disc_lr'], betas=betas)
+    return optimizer_G, optimizer_D
 
 
 def load_optimizer_state(optimizer, state):
@@ -283,19 +296,6 @@ def render_snapshots(generator, z, render_kwargs, batch_size, autocast):
     return images
 
 
-def latent_spread(images):
-    """Mode-collapse gauge: images [K, 3, N, N] of K latents at one camera -> the mean over pixels
-    and channels of the standard deviation over the K latents (0 when all images are equal)."""
-    return images.float().std(dim=0).mean().item()
-
-
-def hue_spread(images):
-    """Colour-collapse gauge: images [K, 3, N, N] -> the std over the K latents of each image's
-    mean hue (discriminators.mean_hue), averaged over channels (0 when every latent has one
-    colour; 0.45-0.46 for the built-in cars' paints at 32 px)."""
-    return mean_hue(images.float()).std(dim=0).mean().item()
-
-
 def collect_rng_state(device, batch_in_epoch):
     """RNG state of every rank (collective): {'torch_cpu' [world, n] uint8, 'torch_cuda' (CUDA only),
     'world_size', 'batch_in_epoch'}."""
@@ -308,9 +308,11 @@ def collect_rng_state(device, batch_in_epoch):
 
 def restore_rng_state(state, rank, device):
     """Put back this rank's CPU (and CUDA) RNG state from collect_rng_state's output."""
-    torch.set_rng_state(state['torch_cpu'][rank].cpu())
+    # Copies: a row of the stacked states is a view with a storage offset, which set_rng_state
+    # cannot take (it crashed every rank >= 1).
+    torch.set_rng_state(state['torch_cpu'][rank].cpu().clone())
     if device.type == 'cuda' and 'torch_cuda' in state:
-        torch.cuda.set_rng_state(state['torch_cuda'][rank].cpu(), device)
+        torch.cuda.set_rng_state(state['torch_cuda'][rank].cpu().clone(), device)
 
 
 class ProgressLog:

@@ -1,4 +1,4 @@
-"""GRAM's GAN losses (SPEC §6) as named phases that the training loop schedules.
+"""GRAM's GAN losses (docs/design.md §6) as named phases that the training loop schedules.
 
 Phases, each of which accumulates gradients (through the shared GradScaler) and returns its
 losses for logging:

@@ -1,1 +1,1 @@
-"""Small shared helpers: devices, atomic file writes, image encoding, checkpoints."""
+"""Small shared helpers with no domain knowledge: devices, processes, atomic files, images, seeds, CLI."""

@@ -13,7 +13,10 @@ def resolve_device(name='auto'):
         if torch.backends.mps.is_available():
             return torch.device('mps')
         return torch.device('cpu')
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' requested but CUDA is not available; use --device cpu")
     if device.type == 'mps' and not torch.backends.mps.is_available():

@@ -7,8 +7,12 @@ Three ways to start, one code path:
   (respects CUDA_VISIBLE_DEVICES) and sets up the env:// rendezvous on 127.0.0.1:--port.
 - `torchrun ...` (any number of nodes): torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR
   and MASTER_PORT; `init` reads them.
-The backend is NCCL for CUDA devices and gloo otherwise.
+The backend is NCCL for CUDA devices and gloo otherwise. Every collective gives up after
+`timeout_minutes` (init's argument) and then raises CollectiveTimeout naming this rank, instead of
+waiting silently for the backend's 30-minute default.
 """
+import datetime
+import functools
 import os
 import sys
 
@@ -16,7 +20,30 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from utils.cli import UserError
+
 LOCALHOST = '127.0.0.1'  # rendezvous address when `launch` spawns the processes itself
+DEFAULT_TIMEOUT_MINUTES = 10.0  # how long a collective waits for the other ranks
+
+
+class CollectiveTimeout(UserError):
+    """Another rank did not join a collective in time (it hung or died)."""
+
+
+def _timeout_named(function):
+    """Turn a backend timeout inside `function` into a one-line CollectiveTimeout naming the rank."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (dist.DistBackendError, RuntimeError) as error:
+            if 'timed out' not in str(error).lower() and 'timeout' not in str(error).lower():
+                raise
+            raise CollectiveTimeout(
+                f"rank {get_rank()} of {get_world_size()}: the other ranks did not answer within the collective "
+                f"timeout in {function.__name__}; one has hung or died (see its log), or raise --timeout_minutes "
+                f"if a step legitimately takes longer") from None
+    return wrapper
 
 
 def launch(worker, device, port, *args):
@@ -44,11 +71,12 @@ def _spawned_process(rank, world_size, port, worker, args):
         sys.exit(exit_code)
 
 
-def init(device):
+def init(device, timeout_minutes=DEFAULT_TIMEOUT_MINUTES):
     """Join the process group described by the environment (if any); return this rank's device.
 
     Args:
         device: torch.device from resolve_device; 'cuda' becomes cuda:LOCAL_RANK.
+        timeout_minutes: how long any collective waits for the other ranks.
     """
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
@@ -57,8 +85,8 @@ def init(device):
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
-        dist.init_process_group(backend=backend, init_method='env://',
-                                rank=int(os.environ['RANK']), world_size=world_size)
+        dist.init_process_group(backend=backend, init_method='env://', rank=int(os.environ['RANK']),
+                                world_size=world_size, timeout=datetime.timedelta(minutes=timeout_minutes))
     return device
 
 
@@ -86,6 +114,7 @@ def print0(*args, **kwargs):
         print(*args, **kwargs, flush=True)
 
 
+@_timeout_named
 def barrier():
     if dist.is_initialized():
         dist.barrier()
@@ -98,6 +127,7 @@ def _comm_device():
     return torch.device('cpu')
 
 
+@_timeout_named
 def broadcast_module(module, src=0):
     """Copy every parameter and buffer of `module` from rank `src` to all ranks (in place)."""
     if not dist.is_initialized():
@@ -108,11 +138,12 @@ def broadcast_module(module, src=0):
         tensor.data.copy_(buffer)
 
 
+@_timeout_named
 def average_gradients(parameters, loss):
     """Average .grad of `parameters` over ranks in one all_reduce; also average `loss`.
 
     Within a rank the gradients of all chunks have already been summed by backward(), so the
-    result is mean over ranks of sum over chunks (SPEC §6). A parameter without a gradient counts
+    result is mean over ranks of sum over chunks (docs/design.md §6). A parameter without a gradient counts
     as zeros. The loss rides along in the same buffer, so a non-finite loss on any rank makes the
     returned mean non-finite on every rank and all ranks agree on skipping the step.
 
@@ -144,6 +175,7 @@ def average_gradients(parameters, loss):
     return flat[-1]
 
 
+@_timeout_named
 def all_gather_tensor(tensor):
     """Stack `tensor` from every rank: [world_size, *tensor.shape] (same shape on all ranks)."""
     if not dist.is_initialized():
@@ -155,6 +187,23 @@ def all_gather_tensor(tensor):
     return torch.stack(gathered).to(device)
 
 
+@_timeout_named
+def all_gather_rows(tensor):
+    """Concatenate `tensor` [N_r, ...] of every rank along dim 0, in rank order; N_r may differ per rank.
+
+    Rows travel over the process group (no shared file system needed): each rank's block is
+    padded to the largest N_r for one all_gather, and the padding dropped. Returns
+    [sum of N_r, ...] on every rank (the tensor itself in a single process).
+    """
+    if not dist.is_initialized():
+        return tensor
+    counts = all_gather_tensor(torch.tensor([tensor.shape[0]], device=tensor.device))[:, 0].tolist()
+    padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))
+    padded[:tensor.shape[0]] = tensor
+    gathered = all_gather_tensor(padded)  # [world_size, max N_r, ...]
+    return torch.cat([gathered[rank, :count] for rank, count in enumerate(counts)])
+
+
 def all_reduce_mean(values):
     """Mean over ranks of a 1-D float tensor (e.g. logged losses)."""
     if not dist.is_initialized():
@@ -163,3 +212,29 @@ def all_reduce_mean(values):
     values = values.to(_comm_device())
     dist.all_reduce(values)
     return (values / dist.get_world_size()).to(device)
+
+
+def fingerprint(*modules):
+    """Float64 [2] summary of the modules' state_dicts (parameters and persistent buffers; caches
+    such as the truncation average are left out): (sum, sum of x * position weight).
+
+    Equal weights give equal fingerprints; a difference anywhere changes them (almost surely).
+    """
+    total, weighted = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    offset = 0
+    for module in modules:
+        for tensor in module.state_dict().values():
+            values = tensor.detach().reshape(-1).double().cpu()
+            positions = torch.arange(offset, offset + values.numel(), dtype=torch.float64)
+            total += values.sum()
+            weighted += (values * torch.cos(positions)).sum()
+            offset += values.numel()
+    return torch.stack([total, weighted])
+
+
+def modules_out_of_sync(*modules):
+    """'' when every rank holds the same weights, else which ranks differ from rank 0 (collective)."""
+    fingerprints = all_gather_tensor(fingerprint(*modules))  # [world, 2]
+    differing = [rank for rank in range(fingerprints.shape[0]) if not torch.equal(fingerprints[rank], fingerprints[0])]
+    return f"ranks {differing} differ from rank 0" if differing else ''
+

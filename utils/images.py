@@ -1,4 +1,4 @@
-"""Image tensors -> 8-bit PNGs, with the released encodings (SPEC §9, §10).
+"""Image tensors -> 8-bit PNGs, with the released encodings (docs/design.md §9, §10).
 
 Generator images are float tensors nominally in [-1, 1] (never clamped upstream). Encoding:
 x = img * 0.5 + 0.5, NaN -> 0, clip to [0, 1], times 255, then

@@ -25,11 +25,12 @@ def parse_seeds(text):
     return seeds
 
 
-def seed_latent(seed, z_dim, device):
-    """The latent of `seed`: torch.manual_seed(seed); torch.randn(1, z_dim) on the CPU, then moved.
+def latent_for_seed(seed, z_dim, device):
+    """The latent of `seed`: torch.randn(1, z_dim) from a CPU torch.Generator seeded with `seed`.
 
-    Drawing on the CPU gives a seed the same z on every device (and the released script's z
-    when it runs on a CPU). Returns [1, z_dim] on `device`.
+    The same draw as the released script's torch.manual_seed(seed); torch.randn(1, z_dim) on a
+    CPU, without touching the global RNG; drawn on the CPU so a seed has the same z on every
+    device. Returns [1, z_dim] on `device`.
     """
-    torch.manual_seed(seed)
-    return torch.randn(1, z_dim).to(device)
+    draw = torch.Generator().manual_seed(seed)
+    return torch.randn(1, z_dim, generator=draw).to(device)

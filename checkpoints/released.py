@@ -1,7 +1,7 @@
 """Read the released GRAM `ema.pth` without running arbitrary pickled code.
 
 The released training script saved its EMA as a pickled `torch_ema.ema.ExponentialMovingAverage`
-object (SPEC §6: attributes `decay`, `num_updates`, `shadow_params` — a list in
+object (docs/design.md §6: attributes `decay`, `num_updates`, `shadow_params` — a list in
 `generator.parameters()` order — and `collected_params`). Unpickling it blindly would execute
 whatever the file asks for. Instead we use torch's restricted `weights_only` unpickler, which
 only rebuilds tensors and plain containers, and allow exactly one extra global: the name

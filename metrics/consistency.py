@@ -8,7 +8,7 @@ surfaces hidden in B (occlusion) and depth edges are left out. The error is the 
 colour difference over counted pixels and channels, on the 0-1 colour scale (1 = black vs white);
 lower is more consistent. Reported together with the coverage (fraction of counted pixels).
 
-Camera conventions are SPEC §1 (generators/cameras.py): pixel grid x in [-1, 1] left -> right over
+Camera conventions are docs/design.md §1 (generators/cameras.py): pixel grid x in [-1, 1] left -> right over
 columns, y in [1, -1] top -> bottom over rows, both at pixel centres; camera-space ray direction
 normalize(x, y, -1 / tan(fov / 2)); depth is the distance along that unit ray (the renderer's
 depth = sum(weight * z) / sum(weight), z measured from the ray origin).
@@ -35,7 +35,7 @@ def project(points, cam2world, fov):
     """Project world points [B, P, 3] into cameras cam2world [B, 4, 4].
 
     Returns:
-        pixel_xy [B, P, 2] on the SPEC pixel grid (x right, y up, +-1 at the outer pixel centres),
+        pixel_xy [B, P, 2] on the pixel grid of docs/design.md §1 (x right, y up, +-1 at the outer pixel centres),
         distance [B, P] from the camera centre, in_front [B, P] (camera-space z < 0).
     """
     rotation, origin = cam2world[:, :3, :3], cam2world[:, :3, 3]
@@ -49,7 +49,7 @@ def project(points, cam2world, fov):
 
 
 def sample_at(image, pixel_xy):
-    """Bilinearly sample image [B, C, N, N] at pixel_xy [B, P, 2] (SPEC grid) -> [B, C, P]."""
+    """Bilinearly sample image [B, C, N, N] at pixel_xy [B, P, 2] (the pixel grid of docs/design.md §1) -> [B, C, P]."""
     grid = torch.stack([pixel_xy[..., 0], -pixel_xy[..., 1]], dim=-1)[:, None]  # y up -> grid rows down; [B, 1, P, 2]
     sampled = F.grid_sample(image, grid, mode='bilinear', padding_mode='border', align_corners=True)
     return sampled[:, :, 0]

@@ -19,6 +19,7 @@ import re
 import torch
 
 import configs
+from utils.cli import UserError
 from utils.files import atomic_torch_save
 
 FORMAT = 'gram-checkpoint'
@@ -31,8 +32,13 @@ MODEL_SECTIONS = ('generator', 'discriminator')  # config sections that fix the 
 _STEP_FILE = re.compile(r'^step_(\d+)\.pt$')
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint problem; the message names the path and the fix in one line."""
+
+
+def is_checkpoint(payload):
+    """True for a dict written in our format (a training or generator-only checkpoint)."""
+    return isinstance(payload, dict) and payload.get('format') == FORMAT
 
 
 def checkpoint_path(output_dir, step):
@@ -67,13 +73,14 @@ def list_checkpoints(folder):
 
 
 def prune_checkpoints(output_dir, keep_every, keep_step):
-    """Delete checkpoints except those at multiples of `keep_every` and the one at `keep_step`.
+    """Delete the checkpoints older than `keep_step` except those at multiples of `keep_every`.
 
     Mirrors the released scheme: a permanent checkpoint every model_save_interval steps plus one
-    rolling "latest" written every sample_interval steps.
+    rolling "latest" written every sample_interval steps. Newer files (e.g. an unreadable one a
+    resume skipped) are left alone.
     """
     for step, path in list_checkpoints(os.path.join(output_dir, CHECKPOINT_FOLDER)):
-        if step != keep_step and step % keep_every != 0:
+        if step < keep_step and step % keep_every != 0:
             os.remove(path)
 
 
@@ -83,7 +90,7 @@ def load_checkpoint(path, map_location='cpu'):
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise CheckpointError(f"cannot read checkpoint '{path}' ({str(error).splitlines()[0]})") from error
-    if not isinstance(state, dict) or state.get('format') != FORMAT:
+    if not is_checkpoint(state):
         raise CheckpointError(f"'{path}' is not a GRAM training checkpoint (no format '{FORMAT}')")
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
     if missing:
@@ -91,11 +98,12 @@ def load_checkpoint(path, map_location='cpu'):
     return state
 
 
-def find_latest_checkpoint(load_dir, map_location='cpu'):
+def find_latest_checkpoint(load_dir, map_location='cpu', log=print):
     """Newest complete checkpoint under `load_dir` -> (path, state).
 
     `load_dir` may be a run folder, its checkpoints/ folder, or a checkpoint file. Files that fail
-    to load (e.g. a copy interrupted mid-way) are skipped in favour of the next older one.
+    to load (e.g. a copy interrupted mid-way) are skipped in favour of the next older one, with a
+    warning through `log`.
     """
     if os.path.isfile(load_dir):
         return load_dir, load_checkpoint(load_dir, map_location)
@@ -106,9 +114,12 @@ def find_latest_checkpoint(load_dir, map_location='cpu'):
     problems = []
     for _, path in reversed(candidates):
         try:
-            return path, load_checkpoint(path, map_location)
+            state = load_checkpoint(path, map_location)
         except CheckpointError as error:
             problems.append(str(error))
+            log(f"warning: skipping {error}")
+            continue
+        return path, state
     detail = f" ({problems[0]})" if problems else ''
     raise CheckpointError(f"no complete checkpoint (step_*.pt) found in '{load_dir}'{detail}; "
                           f"check --load_dir or start without it")
@@ -138,7 +149,10 @@ def check_same_model(saved_config, config, path):
     Returns the list of other (non-model) differences, e.g. changed learning rates, so the caller
     can report them.
     """
-    saved = config_to_json(configs.with_optional_defaults(saved_config))
+    try:
+        saved = config_to_json(configs.with_optional_defaults(configs.normalize(saved_config)))
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint '{path}': {error}; it cannot be resumed with this version") from None
     current = config_to_json(configs.with_optional_defaults(config))
     model_diff = config_differences({k: saved.get(k, {}) for k in MODEL_SECTIONS},
                                     {k: current.get(k, {}) for k in MODEL_SECTIONS})

@@ -6,7 +6,7 @@
   config is given, the config stored in it;
 - a plain generator state_dict (released key layout): our `generator_ema.pth`, or a released
   `generator.pth` / `stepNNNNNN_generator.pth`. For the released names, the sibling `ema.pth` /
-  `stepNNNNNN_ema.pth` (a pickled torch_ema object, read by utils.released) supplies the EMA
+  `stepNNNNNN_ema.pth` (a pickled torch_ema object, read by checkpoints.released) supplies the EMA
   weights when present. A plain state_dict carries no config: the one given is used, else
   FFHQ_default (the released script's default).
 Every file is read with torch.load(weights_only=True) or the allow-listed EMA loader. Problems
@@ -18,9 +18,10 @@ import pickle
 import torch
 
 import configs
+from checkpoints.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from checkpoints.checkpoint import is_checkpoint
+from checkpoints.released import load_released_ema, shadow_state_dict
 from generators import build_generator
-from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from utils.released import load_released_ema, shadow_state_dict
 
 DEFAULT_CONFIG_NAME = 'FFHQ_default'   # config of a plain state_dict when none is given (released default)
 RELEASED_GENERATOR_SUFFIX = 'generator.pth'  # released names: [stepNNNNNN_]generator.pth ...
@@ -56,7 +57,7 @@ def load_generator(path, config=None, device='cpu', use_ema=True, log=None):
         config = configs.get_config(config)
     payload = read_weight_file(path)
 
-    if _is_checkpoint(payload):
+    if is_checkpoint(payload):
         if config is None:
             config, config_label = config_from_checkpoint(payload['config']), "the checkpoint's config"
         key = 'ema' if use_ema else 'generator'
@@ -88,11 +89,16 @@ def released_ema_path(generator_path):
 
 
 def config_from_checkpoint(stored):
-    """A config stored as JSON-able data (tuples became lists) -> config dict with tuples back."""
+    """A config stored as JSON-able data (tuples became lists, maybe an earlier layout) -> config
+    dict in the current layout (configs.normalize), tuples back."""
+    return configs.normalize(_tuples_back(stored))
+
+
+def _tuples_back(stored):
     if isinstance(stored, dict):
-        return {key: config_from_checkpoint(value) for key, value in stored.items()}
+        return {key: _tuples_back(value) for key, value in stored.items()}
     if isinstance(stored, list):
-        return tuple(config_from_checkpoint(value) for value in stored)
+        return tuple(_tuples_back(value) for value in stored)
     return stored
 
 
@@ -117,10 +123,6 @@ def _is_released_ema(path):
     except ValueError:
         return False
     return True
-
-
-def _is_checkpoint(payload):
-    return isinstance(payload, dict) and payload.get('format') == CHECKPOINT_FORMAT
 
 
 def _is_state_dict(payload):

@@ -1,8 +1,8 @@
 """Contact sheet of rendered frames: one row per seed, evenly spaced frames of its trajectory.
 
-    python -m utils.contact_sheet --frames_dir outputs/demo --seeds 0-5 --columns 6 \
+    python -m tools.contact_sheet --frames_dir outputs/demo --seeds 0-5 --columns 6 \
         --output outputs/demo/demo_grid.png
-    python -m utils.contact_sheet ... --first_frames 16   # the first half of a 30-frame sweep
+    python -m tools.contact_sheet ... --first_frames 16   # the first half of a 30-frame sweep
 
 Reads the `grid_<seed>_<i>.png` frames written by render_multiview_images.py.
 """
@@ -13,11 +13,9 @@ import sys
 
 from PIL import Image
 
-if __package__ in (None, ''):  # run as a file: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from utils.files import atomic_path  # noqa: E402
-from utils.seeds import parse_seeds  # noqa: E402
+from utils import cli
+from utils.files import atomic_path
+from utils.seeds import parse_seeds
 
 GAP = 2  # white pixels between tiles
 
@@ -52,7 +50,7 @@ def contact_sheet(frames_dir, seeds, columns, first_frames=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--frames_dir', required=True, help='folder with grid_<seed>_<i>.png frames')
     parser.add_argument('--seeds', required=True, help="seeds (rows): '0-5' or '0,3,7'")
     parser.add_argument('--columns', type=int, default=6, help='frames per row, evenly spaced over the trajectory')
@@ -60,19 +58,19 @@ def main(argv=None):
                         help='use only the first K frames of each seed (e.g. one way of a sweep; default: all)')
     parser.add_argument('--output', required=True, help='PNG to write')
     args = parser.parse_args(argv)
-    try:
-        if args.columns < 1:
-            raise ValueError(f'--columns must be >= 1, got {args.columns}')
-        if args.first_frames is not None and args.first_frames < 1:
-            raise ValueError(f'--first_frames must be >= 1, got {args.first_frames}')
-        sheet = contact_sheet(args.frames_dir, parse_seeds(args.seeds), args.columns, args.first_frames)
-    except (FileNotFoundError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
+    if args.columns < 1:
+        parser.error(f'--columns must be >= 1, got {args.columns}')
+    if args.first_frames is not None and args.first_frames < 1:
+        parser.error(f'--first_frames must be >= 1, got {args.first_frames}')
+    return cli.run_script(run, args)
+
+
+def run(args):
+    sheet = contact_sheet(args.frames_dir, parse_seeds(args.seeds), args.columns, args.first_frames)
     with atomic_path(args.output) as tmp_path:
         sheet.save(tmp_path, format='PNG')
     print(f'wrote {args.output}')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Our checkpoint format, loading any weight file (ours or released), and conversions."""

@@ -1,0 +1,1 @@
+"""Image-quality metrics (FID/KID/IS), Inception weight sources, multi-view consistency, training diagnostics."""

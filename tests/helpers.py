@@ -1,0 +1,86 @@
+"""Shared test helpers (not tests): paths, the released reference outputs, tiny data and weights."""
+import contextlib
+import os
+import sys
+import types
+
+import numpy as np
+import torch
+from PIL import Image
+
+import configs
+from generators import build_generator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Outputs of the released implementation (tests/reference/README.md), or $GRAM_REFERENCE_DIR.
+REFERENCE_DIR = os.environ.get('GRAM_REFERENCE_DIR', os.path.join(ROOT, 'tests', 'reference'))
+CONFIG = 'TINY_test'
+
+
+def write_tiny_dataset(root, count=6, size=16):
+    """Random images in the CARLA layout: <root>/<name>.png + <root>/poses/<name>_extrinsics.npy."""
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(root, 'poses'), exist_ok=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(os.path.join(root, f'{i:02d}.png'))
+        cam2world = np.eye(4)
+        origin = rng.normal(size=3)
+        cam2world[:3, 3] = origin / np.linalg.norm(origin)
+        np.save(os.path.join(root, 'poses', f'{i:02d}_extrinsics.npy'), cam2world)
+    return root
+
+
+RAW_SEED = 0      # seed of the generator.pth weights
+SHADOW_SEED = 1   # seed of the weights stored as EMA shadow
+
+
+def seeded_generator(seed, config_name=CONFIG):
+    torch.manual_seed(seed)
+    return build_generator(configs.get_config(config_name))
+
+
+class FakeEMA:
+    """Stands in for torch_ema's class while pickling (renamed below)."""
+
+    def __init__(self, parameters, decay, num_updates):
+        self.decay = decay
+        self.num_updates = num_updates
+        self.shadow_params = [p.clone().detach() for p in parameters]
+        self.collected_params = []
+
+
+@contextlib.contextmanager
+def fake_torch_ema_module(cls, name='ExponentialMovingAverage'):
+    """Register `cls` as torch_ema.ema.<name> in sys.modules for the duration of a save."""
+    saved = {key: sys.modules.get(key) for key in ('torch_ema', 'torch_ema.ema')}
+    original = (cls.__module__, cls.__qualname__)
+    cls.__module__, cls.__qualname__ = 'torch_ema.ema', name
+    module = types.ModuleType('torch_ema.ema')
+    setattr(module, name, cls)
+    sys.modules['torch_ema'] = types.ModuleType('torch_ema')
+    sys.modules['torch_ema.ema'] = module
+    try:
+        yield
+    finally:
+        cls.__module__, cls.__qualname__ = original
+        for key, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = previous
+
+
+def save_fake_released_ema(parameters, path, decay=0.999, num_updates=42):
+    """torch.save a fake torch_ema object; the fake module exists only during the save."""
+    with fake_torch_ema_module(FakeEMA):
+        torch.save(FakeEMA(parameters, decay, num_updates), path)
+
+
+def make_released_pair(folder, prefix=''):
+    """Write <prefix>generator.pth + <prefix>ema.pth; returns (generator path, shadow state_dict)."""
+    raw = seeded_generator(RAW_SEED)
+    shadow = seeded_generator(SHADOW_SEED)
+    generator_path = os.path.join(folder, f'{prefix}generator.pth')
+    torch.save(raw.state_dict(), generator_path)
+    save_fake_released_ema(list(shadow.parameters()), os.path.join(folder, f'{prefix}ema.pth'))
+    return generator_path, shadow.state_dict()

@@ -1,0 +1,32 @@
+"""utils.cli: one-line errors for every script."""
+import errno
+
+import pytest
+
+from utils import cli
+
+
+def test_run_script_turns_user_problems_into_one_line(capsys):
+    def fails(kind):
+        raise kind
+    cases = [(cli.UserError('bad thing; do X'), 'bad thing; do X'),
+             (ValueError('bad value\nsecond line'), 'bad value'),
+             (KeyError("unknown key 'a'"), "unknown key 'a'"),
+             (FileNotFoundError(errno.ENOENT, 'No such file or directory', '/x/y'), 'no such file or directory: /x/y'),
+             (PermissionError(errno.EROFS, 'Read-only file system', '/ro'), 'read-only file system: /ro')]
+    for error, line in cases:
+        assert cli.run_script(fails, error) == cli.EXIT_ERROR
+        assert capsys.readouterr().err == f'error: {line}\n'
+    assert cli.run_script(lambda: None) == 0
+    assert cli.run_script(lambda: 3) == 3
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        cli.run_script(lambda: 1 / 0)
+
+
+def test_parser_errors_are_one_line(capsys):
+    parser = cli.ArgumentParser(prog='script')
+    parser.add_argument('--n', type=int)
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(['--n', 'x'])
+    assert info.value.code == cli.EXIT_USAGE
+    assert capsys.readouterr().err == "script: error: argument --n: invalid int value: 'x' (see --help)\n"

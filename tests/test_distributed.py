@@ -1,0 +1,82 @@
+"""utils.distributed on two CPU processes (gloo): collective timeouts name the rank, diverged
+weights are detected."""
+import os
+import socket
+import time
+
+import torch
+import torch.multiprocessing as mp
+
+from utils import distributed
+
+TIMEOUT_MINUTES = 0.05   # 3 s: the test's collective timeout
+HANG_SECONDS = 20        # how long the hung rank sleeps (far past the timeout)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def _worker(rank, port, scenario, results):
+    os.environ.update({'RANK': str(rank), 'LOCAL_RANK': str(rank), 'WORLD_SIZE': '2',
+                       'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)})
+    torch.set_num_threads(1)
+    distributed.init(torch.device('cpu'), timeout_minutes=TIMEOUT_MINUTES)
+    try:
+        if scenario == 'hang':
+            if rank == 1:
+                time.sleep(HANG_SECONDS)
+                return
+            try:
+                distributed.barrier()
+                results.put((rank, 'no error'))
+            except distributed.CollectiveTimeout as error:
+                results.put((rank, str(error)))
+        else:
+            torch.manual_seed(rank if scenario == 'diverged' else 0)
+            module = torch.nn.Linear(3, 2)
+            results.put((rank, distributed.modules_out_of_sync(module)))
+    finally:
+        if scenario != 'hang':
+            distributed.cleanup()
+
+
+def run_two_ranks(scenario):
+    results = mp.get_context('spawn').SimpleQueue()
+    context = mp.start_processes(_worker, args=(free_port(), scenario, results), nprocs=2, join=False,
+                                 start_method='spawn')
+    collected = {}
+    deadline = time.time() + 120
+    while len(collected) < (1 if scenario == 'hang' else 2) and time.time() < deadline:
+        if not results.empty():
+            rank, value = results.get()
+            collected[rank] = value
+        time.sleep(0.05)
+    for process in context.processes:
+        process.kill()
+    return collected
+
+
+def test_a_hung_rank_gives_a_timeout_naming_the_waiting_rank():
+    started = time.time()
+    collected = run_two_ranks('hang')
+    assert collected[0].startswith('rank 0 of 2: the other ranks did not answer within the collective timeout in barrier')
+    assert time.time() - started < HANG_SECONDS  # the timeout fired, not the sleep's end
+
+
+def test_weights_that_differ_between_ranks_are_detected():
+    assert run_two_ranks('same') == {0: '', 1: ''}
+    assert run_two_ranks('diverged') == {0: 'ranks [1] differ from rank 0', 1: 'ranks [1] differ from rank 0'}
+
+
+def test_fingerprint_sees_any_change():
+    module = torch.nn.Linear(4, 3)
+    before = distributed.fingerprint(module)
+    with torch.no_grad():
+        module.weight[1, 2] += 1e-6
+    assert not torch.equal(before, distributed.fingerprint(module))
+    with torch.no_grad():  # a swap keeps the sum but not the position-weighted sum
+        module.weight[0, 0], module.weight[0, 1] = module.weight[0, 1].item(), module.weight[0, 0].item()
+    assert not torch.equal(distributed.fingerprint(module)[1], before[1])
