@@ -410,15 +410,17 @@ def run(args):
         report = eg3d.import_eg3d(args.raw_dataset_path, args.output_dir, img_size=args.img_size,
                                   look_at=args.look_at, radius=args.radius, look_at_tolerance=args.look_at_tolerance,
                                   workers=args.workers, overwrite=args.overwrite)
-        print(posed_summary(report))
-        return
-    if args.cate == 'synthetic':
+    elif args.cate == 'synthetic':
         report = preprocess_synthetic(args.output_dir, args.num_images, args.img_size, args.seed,
                                       config_name=args.config, workers=args.workers, overwrite=args.overwrite)
     else:
         report = preprocess_raw(args.cate, args.raw_dataset_path, args.output_dir,
                                 workers=args.workers, overwrite=args.overwrite)
-    print(summary_line(report))
+    print(posed_summary(report) if args.cate == 'posed' else summary_line(report))
+    if report['written'] + report['already_done'] == 0:
+        first = report['skipped'][0]
+        raise ValueError(f"every sample was skipped (e.g. {first['name']}: {first['reason']}); nothing usable in "
+                         f"'{report['output_dir']}' — see {REPORT_NAME} there for each reason")
 
 
 if __name__ == '__main__':

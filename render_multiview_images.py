@@ -39,10 +39,11 @@ import torch
 from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
+from generators import cameras
 from generators.renderer import DEFAULT_CHUNK_RAYS
 from utils import cli
 from utils.device import resolve_device
-from utils.files import atomic_path
+from utils.files import atomic_path, check_writable_folder
 from utils.images import to_uint8, write_png
 from utils.seeds import latent_for_seed, parse_seeds
 from utils.watermark import apply_watermark, make_watermark
@@ -122,11 +123,6 @@ def trajectory_angles(name, frames, family, yaw_amplitude=SWEEP_YAW):
     pitches = [float(offset) + family['pitch'] for offset in pitch_offsets]
     yaws = [float(offset) + math.pi / 2 for offset in yaw_offsets]
     return pitches, yaws
-
-
-def camera_origin(pitch, yaw):
-    """Camera on the unit sphere at polar angle `pitch` from +y and azimuth `yaw` -> [x, y, z]."""
-    return [math.sin(pitch) * math.cos(yaw), math.cos(pitch), math.sin(pitch) * math.sin(yaw)]
 
 
 # ----------------------------------------------------------------------------------- rendering
@@ -226,7 +222,12 @@ def run(args):
             raise ValueError(f'--{name} must be >= 1, got {getattr(args, name)}')
     if args.img_size is not None and args.img_size < 1:
         raise ValueError(f'--img_size must be >= 1, got {args.img_size}')
+    if not 0 <= args.psi <= 1:
+        raise ValueError(f'--psi must be in [0, 1] (1 = no truncation), got {args.psi}')
+    if not 0 <= args.yaw_amplitude <= math.pi:
+        raise ValueError(f'--yaw_amplitude must be in [0, pi] radians, got {args.yaw_amplitude}')
     seeds = parse_seeds(args.seeds)
+    check_writable_folder(args.output_dir)
     device = resolve_device(args.device)
 
     # Load the EMA generator.
@@ -235,7 +236,7 @@ def run(args):
     camera = {'fov': family['fov'], 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
     img_size = args.img_size or generator.img_size
     pitches, yaws = trajectory_angles(args.trajectory, args.frames, family, args.yaw_amplitude)
-    origins = [camera_origin(pitch, yaw) for pitch, yaw in zip(pitches, yaws)]
+    origins = cameras.camera_origin_from_pos(torch.tensor([pitches, yaws], dtype=torch.float64).T).tolist()
     watermark = None if args.no_watermark else make_watermark(img_size, img_size)
     tqdm.write(f'rendering {len(seeds)} seeds x {args.frames} frames at {img_size} px on {device} '
                f'({family["name"]} camera, {args.trajectory} trajectory) -> {args.output_dir}')

@@ -26,6 +26,7 @@ from generators import build_generator
 DEFAULT_CONFIG_NAME = 'FFHQ_default'   # config of a plain state_dict when none is given (released default)
 RELEASED_GENERATOR_SUFFIX = 'generator.pth'  # released names: [stepNNNNNN_]generator.pth ...
 RELEASED_EMA_SUFFIX = 'ema.pth'              # ... with [stepNNNNNN_]ema.pth next to it
+UNSAFE_PICKLE_HINT = 'Unsupported global'    # torch's weights_only refusal of a pickled class
 
 
 def add_generator_arguments(parser, generator_file_default=None):
@@ -106,15 +107,20 @@ def read_weight_file(path):
     """torch.load(weights_only=True) with one-line errors; points released EMA files elsewhere."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"generator file '{path}' not found; pass --generator_file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"generator file '{path}' is empty; pass a weights file (e.g. a finished copy of it)")
+    not_weights = ValueError(f"'{path}' is not a torch weights file; pass a checkpoint or generator.pth")
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
         if _is_released_ema(path):
             raise ValueError(f"'{path}' is a released EMA file; pass the generator.pth next to it "
                              f"(its ema.pth is picked up automatically)") from None
-        raise ValueError(f"refusing to load '{path}': it holds pickled objects, not plain tensors") from None
-    except (RuntimeError, EOFError) as error:
-        raise ValueError(f"cannot read '{path}' as a torch file ({str(error).splitlines()[0]})") from None
+        if UNSAFE_PICKLE_HINT in str(error):
+            raise ValueError(f"refusing to load '{path}': it holds pickled objects, not plain tensors") from None
+        raise not_weights from None
+    except (RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError):
+        raise not_weights from None
 
 
 def _is_released_ema(path):

@@ -244,3 +244,12 @@ def test_carla_run_parallel_and_command_line(tmp_path, capsys):
     assert pp.main([f'--raw_dataset_path={tmp_path / "nowhere"}', '--cate=carla', f'--output_dir={out}']) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith('error:') and 'does not exist' in error and '\n' not in error
+
+
+def test_a_run_that_skips_every_sample_fails(tmp_path, capsys):
+    raw, out = tmp_path / 'raw', tmp_path / 'out'
+    (raw / 'poses').mkdir(parents=True)
+    noise_image(np.random.default_rng(0), 64, 64).save(raw / 'no_pose.png')
+    assert pp.main([f'--raw_dataset_path={raw}', '--cate=carla', f'--output_dir={out}', '--workers=1']) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert error.startswith('error: every sample was skipped (e.g. no_pose: missing pose')

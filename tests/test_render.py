@@ -73,7 +73,8 @@ def test_camera_families():
     for name in ('CARLA_default', 'TINY_test', 'SYNTHETIC_demo'):
         family = render.camera_family(configs.get_config(name))
         assert (family['fov'], family['lock_view_dependence']) == (35, False)
-    assert render.camera_origin(math.pi / 2, math.pi / 2) == pytest.approx([0.0, 0.0, 1.0], abs=1e-12)
+    pitches, yaws = render.trajectory_angles('sweep', 4, render.camera_family(configs.get_config('FFHQ_default')))
+    assert (pitches[1], yaws[1]) == (math.pi / 2, math.pi / 2)  # the middle frame is frontal: origin (0, 0, 1)
 
 
 # ----------------------------------------------------------------------------------- seeds
@@ -168,14 +169,27 @@ def test_cli_end_to_end_with_video_and_depth(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     generator_path, _ = make_released_pair(str(tmp_path))
+    empty, junk = tmp_path / 'empty.pth', tmp_path / 'junk.pth'
+    empty.write_bytes(b'')
+    junk.write_text('hello')
     cases = [
         (['--generator_file', str(tmp_path / 'missing.pth')], "generator file '"),
         (['--generator_file', generator_path, '--config', 'SYNTHETIC_demo'],
          'does not match SYNTHETIC_demo'),
         (['--generator_file', generator_path, '--config', CONFIG, '--seeds', '5-2'], 'invalid seeds'),
         (['--generator_file', generator_path, '--config', CONFIG, '--frames', '0'], '--frames must be >= 1'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--psi', 'nan'], '--psi must be in [0, 1]'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--psi', '2'], '--psi must be in [0, 1]'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--yaw_amplitude', 'inf'], '--yaw_amplitude must be'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--seeds', '0-999999999999'], 'more than 100000 seeds'),
+        (['--generator_file', str(empty), '--config', CONFIG], 'is empty'),
+        (['--generator_file', str(junk), '--config', CONFIG], 'is not a torch weights file'),
     ]
     for argv, expected in cases:
         assert render.main(argv + ['--output_dir', str(tmp_path / 'out')]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith('error: ') and expected in err and '\n' not in err
+    (tmp_path / 'taken').write_text('a file')
+    assert render.main(['--generator_file', generator_path, '--config', CONFIG,
+                        '--output_dir', str(tmp_path / 'taken')]) == 1
+    assert capsys.readouterr().err.strip() == f"error: not a folder: {tmp_path / 'taken'}"

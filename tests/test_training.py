@@ -215,6 +215,42 @@ def test_take_optimizer_step_skips_non_finite():
     assert not torch.equal(module.weight, before[0])
 
 
+def test_fp16_loss_scaling_on_cpu_skips_overflows_and_lowers_the_scale():
+    # The default CUDA path (fp16 autocast + GradScaler) runs on a CPU too.
+    module = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.1, betas=(0.0, 0.9))
+    scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 16)
+    before = [p.detach().clone() for p in module.parameters()]
+    with torch.autocast('cpu', dtype=torch.float16):
+        out = module(torch.full((1, 2), 1e4)).float().sum() * 1e4  # finite loss, gradient overflows fp16 * scale
+    scaler.scale(out).backward()
+    assert take_optimizer_step(optimizer, list(module.parameters()), out, scaler, grad_clip=1.0)  # not a failure
+    scaler.update()
+    assert all(torch.equal(p, b) for p, b in zip(module.parameters(), before))  # the step was skipped
+    assert scaler.get_scale() == 2.0 ** 15                                         # and the scale halved
+    with torch.autocast('cpu', dtype=torch.float16):
+        out = module(torch.ones(1, 2)).float().sum()
+    scaler.scale(out).backward()
+    assert take_optimizer_step(optimizer, list(module.parameters()), out, scaler, grad_clip=1.0)
+    scaler.update()
+    assert not torch.equal(module.weight, before[0])                              # training goes on
+
+
+def test_fp16_training_on_cpu_resumes_its_loss_scale(tmp_path):
+    data = write_tiny_dataset(str(tmp_path / 'data'))
+    settings = dict(data_dir=data, log_interval=100, num_workers=0, sample_interval=2, model_save_interval=2,
+                    precision='fp16')
+    training_loop(tiny_config(), str(tmp_path / 'whole'), torch.device('cpu'), max_steps=4, **settings)
+    training_loop(tiny_config(), str(tmp_path / 'resumed'), torch.device('cpu'), max_steps=2, **settings)
+    training_loop(tiny_config(), str(tmp_path / 'resumed'), torch.device('cpu'), max_steps=4,
+                  load_dir=str(tmp_path / 'resumed'), **settings)
+    whole = torch.load(tmp_path / 'whole' / 'checkpoints' / 'step_0000004.pt', weights_only=True)
+    resumed = torch.load(tmp_path / 'resumed' / 'checkpoints' / 'step_0000004.pt', weights_only=True)
+    assert whole['scaler']['scale'] > 0 and resumed['scaler'] == whole['scaler']
+    for key, value in whole['generator'].items():
+        assert torch.equal(resumed['generator'][key], value), key
+
+
 def test_gradient_clipping_at_grad_clip():
     module = torch.nn.Linear(4, 1, bias=False)
     optimizer = torch.optim.SGD(module.parameters(), lr=1.0)

@@ -5,6 +5,8 @@ import torch
 
 _RANGE = re.compile(r'^(\d+)-(\d+)$')  # 'a-b', inclusive, non-negative
 _SINGLE = re.compile(r'^\d+$')
+MAX_SEEDS = 100_000      # seeds one command accepts (a typo such as 0-999999999 would never end)
+MAX_SEED = 2 ** 63 - 1   # largest seed a torch.Generator takes here
 
 
 def parse_seeds(text):
@@ -19,9 +21,16 @@ def parse_seeds(text):
         if single:
             seeds.append(int(item))
         elif span and int(span.group(1)) <= int(span.group(2)):
-            seeds.extend(range(int(span.group(1)), int(span.group(2)) + 1))
+            first, last = int(span.group(1)), int(span.group(2))
+            if last - first + 1 > MAX_SEEDS:
+                raise ValueError(f"seeds '{text}' name more than {MAX_SEEDS} seeds; render fewer per command")
+            seeds.extend(range(first, last + 1))
         else:
             raise ValueError(f"invalid seeds '{text}': use non-negative ints like '0-19', '0,5,9' or '3'")
+        if len(seeds) > MAX_SEEDS:
+            raise ValueError(f"seeds '{text}' name more than {MAX_SEEDS} seeds; render fewer per command")
+    if max(seeds) > MAX_SEED:
+        raise ValueError(f"seed {max(seeds)} is too large; seeds go up to {MAX_SEED}")
     return seeds
 
 
