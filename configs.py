@@ -91,7 +91,7 @@ _BASE = {
         },
     },
     'camera': {
-        'fov': 12,                # vertical field of view, degrees
+        'fov': 12.0,              # vertical field of view, degrees
         'ray_start': 0.88,        # nearest sample depth
         'ray_end': 1.12,          # farthest sample depth
     },
@@ -139,7 +139,7 @@ CARLA_default = _merge(_BASE, {
         }},
     },
     'dataset': {'class': 'CARLA', 'kwargs': {'dataset_path': 'data/carla'}},
-    'camera': {'fov': 30, 'ray_start': 0.7, 'ray_end': 1.3},
+    'camera': {'fov': 30.0, 'ray_start': 0.7, 'ray_end': 1.3},
 })
 
 # --------------------------------------------------------------------------------------------

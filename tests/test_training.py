@@ -312,7 +312,7 @@ def test_newest_complete_checkpoint_is_found(tmp_path):
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: skipping cannot read checkpoint '{truncated}'")
     checkpoint.prune_checkpoints(str(tmp_path), keep_every=100, keep_step=21)  # the next save after resuming
     assert os.path.exists(truncated)  # newer than the resumed one: kept for the user to inspect
-    assert isinstance(state['config']['camera']['fov'], int)
+    assert isinstance(state['config']['camera']['fov'], float)
     assert state['config']['generator']['representation']['kwargs']['center'] == [0, 0, 0]  # tuples -> lists
 
 

@@ -9,7 +9,7 @@ Reads every pose file (not the images) with the loader's reader, then
   each pose and, with the loader's flip probability, its mirror (theta -> pi - theta). Each family
   (gaussian, uniform, spherical_uniform) is fitted by its moments; the one with the smallest
   Kolmogorov-Smirnov distance (the larger of theta's and phi's) wins, unless the base config's
-  family is within the distance's sampling noise (1 / sqrt(poses)) of it;
+  family is within about the sampling noise of that distance (0.5 / sqrt(number of poses));
 - reads the fov from the folder's camera.json (preprocess_dataset.py --cate posed) or
   synthetic_info.json, at the training size; other folders keep the base config's fov;
 - warns when extrinsics lie off the unit sphere or do not look at the origin;
@@ -45,6 +45,7 @@ POSE_KEYS = ('sample_dist', 'h_mean', 'h_stddev', 'v_mean', 'v_stddev')
 RELEASED_FLIP_PROBABILITY = 0.5   # the loader's default flip probability
 UNIFORM_HALF_WIDTH = math.sqrt(3)  # half-width of a uniform distribution / its standard deviation
 MIN_STDDEV = 1e-6                 # fitted spreads stay above this (a set with one pose)
+FAMILY_MARGIN = 0.5               # the base's family is kept within this / sqrt(n) of the best KS distance
 CONFIG_SAMPLES = 20000            # draws per config when comparing pose distributions
 CONFIG_SEED = 0
 RADIUS_TOLERANCE = 0.01           # warn when a camera distance is off 1 by more than this
@@ -154,14 +155,14 @@ def family_distance(values, weights, params):
 def fit_pose_distribution(camera_pos, flip_probability=RELEASED_FLIP_PROBABILITY, preferred=None):
     """Fit every family to camera_pos [n, 2] (with mirrors); returns (best params, {family: KS distance}).
 
-    The `preferred` family (the base config's) wins when its distance is within 1 / sqrt(n) of the
-    best, about the sampling noise of the distance: a set that cannot tell them apart keeps it.
+    The `preferred` family (the base config's) wins when its distance is within FAMILY_MARGIN / sqrt(n)
+    of the best, about the sampling noise of the distance: a set that cannot tell them apart keeps it.
     """
     values, weights = with_mirrors(camera_pos, flip_probability)
     fits = {family: fit_family(values, weights, family) for family in FAMILIES}
     distances = {family: family_distance(values, weights, params) for family, params in fits.items()}
     best = min(distances, key=distances.get)
-    if preferred in distances and distances[preferred] <= distances[best] + 1 / math.sqrt(len(camera_pos)):
+    if preferred in distances and distances[preferred] <= distances[best] + FAMILY_MARGIN / math.sqrt(len(camera_pos)):
         best = preferred
     return fits[best], distances
 
@@ -184,20 +185,21 @@ def config_moments(config):
 
 
 def nearest_config(moments, fov_at, dataset_class, img_size=None):
-    """The released config whose pose distribution and fov are nearest the data's.
+    """The released config nearest the data: first by fov, then by pose distribution.
 
-    Distance: the summed absolute differences of pose_moments plus that of the fov (radians) at
-    img_size (default: the config's), where fov_at(size) knows it (else None). Ties (FFHQ and Cats
-    share poses and fov) go to the config that reads this folder's pose files.
+    The fov comes first because it goes with what overrides leave alone (the scene's scale, ray
+    range and background): the nearest fov at img_size (default: the config's), where fov_at(size)
+    knows it (else None, and only poses count). Then the summed absolute differences of
+    pose_moments. Ties (FFHQ and Cats share poses and fov) go to the config that reads this
+    folder's pose files.
     """
     def key(name):
         config = configs.get_config(name)
-        distance = sum(abs(a - b) for a, b in zip(moments, config_moments(config)))
         fov = fov_at(img_size or config['global']['img_size'])
-        if fov is not None:
-            distance += abs(math.radians(fov - config['camera']['fov']))
+        fov_distance = 0.0 if fov is None else abs(fov - config['camera']['fov'])
+        pose_distance = sum(abs(a - b) for a, b in zip(moments, config_moments(config)))
         reads_folder = DATASETS[config['dataset']['class']].POSE_SUFFIX == dataset_class.POSE_SUFFIX
-        return distance, not reads_folder
+        return fov_distance, pose_distance, not reads_folder
     return min(RELEASED_CONFIGS, key=key)
 
 
