@@ -118,14 +118,18 @@ def resolve_protocol(args):
     """The protocol this run follows, from --protocol and the explicit counts.
 
     Returns a Protocol; explicit --num_real_images / --num_images that differ from --protocol's
-    counts give Protocol('custom', ...) whose description names the base protocol.
+    counts give Protocol('custom', ...) whose description names the base protocol (and a named
+    protocol with the same counts, if any).
     """
     base = PROTOCOLS[args.protocol]
     num_real = base.num_real_images if args.num_real_images is None else args.num_real_images
     num_images = base.num_images if args.num_images is None else args.num_images
     if (num_real, num_images) == (base.num_real_images, base.num_images):
         return base
-    return Protocol(CUSTOM_PROTOCOL, num_real, num_images, f'{base.name} with explicit image counts')
+    same_counts = [protocol.name for protocol in PROTOCOLS.values()
+                   if (protocol.num_real_images, protocol.num_images) == (num_real, num_images)]
+    note = f' (the counts of {same_counts[0]})' if same_counts else ''
+    return Protocol(CUSTOM_PROTOCOL, num_real, num_images, f'{base.name} with explicit image counts{note}')
 
 
 # ----------------------------------------------------------------------------------- real images
@@ -136,16 +140,17 @@ def real_set_key(dataset_class, data_dir, img_size, count, seed):
     return f"{dataset_class}_{os.path.basename(path)}_{digest}_{img_size}px_{count}_seed{seed}"
 
 
-def open_real_set(config, data_dir, num_real_images, seed, log):
+def open_real_set(config, data_dir, num_real_images, seed, notes):
     """The dataset and the real image count to use; returns (dataset, count, real set key).
 
-    num_real_images: the protocol's count, None for the whole dataset (capped, with a log line,
-    at the dataset size).
+    num_real_images: the protocol's count, None for the whole dataset (capped at the dataset
+    size, with a note appended to `notes`).
     """
     dataset = build_dataset(config, data_dir)  # at the config's dataset img_size (= the training size)
     count = len(dataset) if num_real_images is None else num_real_images
     if count > len(dataset):
-        log(f"note: the dataset has {len(dataset)} images, fewer than --num_real_images {count}; using all")
+        notes.append(f'the dataset has {len(dataset)} images, fewer than the {count} real images asked for; '
+                     f'all {len(dataset)} used')
         count = len(dataset)
     if count < MIN_IMAGES:
         raise ValueError(f"the dataset '{dataset.root}' has {len(dataset)} image(s); FID / KID need at least "
@@ -427,7 +432,7 @@ def run(args, log):
         tags = {backend: network_tag(backend, sources[backend])
                 for backend in needed_backends(computable, args.fid_backend)}
         data_dir = args.data_dir or config['dataset']['kwargs']['dataset_path']
-        dataset, num_real, real_set = open_real_set(config, data_dir, protocol.num_real_images, args.seed, log)
+        dataset, num_real, real_set = open_real_set(config, data_dir, protocol.num_real_images, args.seed, notes)
         real = read_cached_real_statistics(tags, computable, real_set, num_real, args.real_cache_dir, log)
         real_paths = {backend: statistics_path(args.real_cache_dir, real_set, tag) for backend, tag in tags.items()}
     networks = build_feature_networks(sources, computable, args.fid_backend, device)
@@ -476,8 +481,7 @@ def run(args, log):
         'config': args.config or 'stored in the checkpoint (or FFHQ_default for a plain state_dict)',
         'num_images': num_generated,
         'num_real_images': num_real,
-        'generated_images': os.path.join(args.output_dir, GENERATED_FOLDER) + (
-            ' (this node\'s share; each rank writes into its own --output_dir)' if world_size > 1 else ''),
+        'generated_images': os.path.join(args.output_dir, GENERATED_FOLDER),  # rank 0's share with several ranks
         'real_statistics': real_paths,
         'seed': args.seed,
         'img_size': config['global']['img_size'],

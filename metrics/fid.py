@@ -37,7 +37,6 @@ POOL3, LOGITS = 'pool3', 'logits'            # names of the features a network r
 KID_SUBSET_SIZE = DEFAULTS['kid_subset_size']  # 1000: torch-fidelity's default KID subset size
 ISC_SPLITS = DEFAULTS['isc_splits']            # 10: torch-fidelity's default Inception Score splits
 MIN_IMAGES = 2                               # a covariance needs two images per side
-BACKENDS = inception.BACKENDS                # 'torch-fidelity', 'pytorch-fid'
 
 
 # --------------------------------------------------------------------------------------------
