@@ -16,8 +16,8 @@ DEMO_SEEDS      ?= 0-5
 DEMO_SIZE       ?= 128
 # half-range of the yaw sweep, radians (the demo trained within +-45 degrees of the front)
 DEMO_YAW        ?= 0.785
-# density level of the demo mesh
-DEMO_THRESHOLD  ?= 10
+# object opacity (0-1) the demo mesh encloses (extract_shapes.py --threshold)
+DEMO_THRESHOLD  ?= 0.5
 # marching-cubes grid of the demo mesh (points per axis)
 DEMO_MESH_RESOLUTION ?= 128
 # training iterations of `make demo-train`

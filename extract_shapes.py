@@ -1,161 +1,169 @@
-"""Extract a coloured mesh of a generated subject: density on a grid -> marching cubes -> .ply.
+"""Extract a coloured mesh of a generated subject: the surface the renderer shows, fused from many views.
 
-    python extract_shapes.py --generator_file <run>/generator_ema.pth --config SYNTHETIC_demo --seeds 0-3
+    python extract_shapes.py --generator_file demo/synthetic_demo.pt --seeds 0-3 --output_dir shapes
     python extract_shapes.py --generator_file released/generator.pth --config FFHQ_default \
-        --resolution 256 --threshold 10 --output_dir shapes
+        --resolution 256 --view_size 128 --format obj
 
-For each seed (z drawn as in render_multiview_images.py, EMA weights, truncation --psi), the
-radiance network's density sigma is sampled on a resolution^3 grid over the cube
-[-b, b]^3, b = --bounds (default: the network's normalize box, normalize / 2: 0.12 for faces and
-cats, 1 for CARLA). sigma depends on z only through the FiLM parameters and not on the view
-direction. scikit-image's marching cubes extracts the surface sigma = --threshold; each vertex
-is coloured with the network's rgb seen along the locked view direction (0, 0, -1) (the one the
-faces renders use). Writes shape_<seed>.ply (binary little-endian PLY, vertex colours, faces
-oriented with normals pointing out of the dense region) in --output_dir.
-
-Note: GRAM renders density only where rays meet its radiance manifolds, so this mesh is the
-density field's level set, a view of the geometry rather than exactly what the renderer composites.
+GRAM's radiance network is trained only on its manifolds (docs/design.md §2-4), so the density of
+the whole cube is meaningless away from them and a density level set is noise. Instead, for each
+seed (z drawn as in render_multiview_images.py, EMA weights, truncation --psi):
+1. render the subject from a grid of cameras covering the config's trained pose range (geometry/
+   views.py: a camera every --view_step degrees in azimuth and elevation, --view_size pixels,
+   the config's fov and ray range), keeping per pixel the object opacity (the composited weight of
+   the non-background slots, 0..1) and the object depth;
+2. fuse them into a truncated signed distance volume over the object's box, --resolution grid points
+   along its longest side (geometry/fusion.py): a grid point in front of a rendered surface or on
+   the background (opacity < --threshold) is outside, one behind every surface it was seen from is
+   inside;
+3. drop disconnected floaters, fill enclosed cavities and run marching cubes (geometry/meshing.py);
+4. colour each vertex with the mean rendered colour of the views that see it (geometry/coloring.py);
+   vertices no view sees take the radiance network's rgb at the vertex, seen along the direction of
+   the pose prior's mean camera ((0, 0, -1) for faces and cats, as their renders lock it).
+The mesh is closed; its parts no trained camera sees (the back of a face, the underside of a car)
+are the fused volume's boundary, not real geometry. Writes shape_<seed>.ply (binary PLY with vertex
+colours) or shape_<seed>.obj (--format obj) in --output_dir, and prints how well the mesh reproduces
+the rendered views (mask IoU, median relative depth error). docs/shapes.md has the measurements.
 """
 import argparse
+import math
 import os
 import sys
 
 import numpy as np
 import torch
-from skimage import measure
 from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
+from geometry import coloring, fusion, mesh_io, meshing, rasterize, views
 from utils import cli
 from utils.device import resolve_device
-from utils.files import atomic_path
 from utils.seeds import latent_for_seed, parse_seeds
 
-DEFAULT_RESOLUTION = 128           # grid points per axis
-DEFAULT_THRESHOLD = 10.0           # sigma level of the surface
-DEFAULT_CHUNK_POINTS = 65536       # grid points per radiance-network call (bounds memory)
-VIEW_DIRECTION = (0.0, 0.0, -1.0)  # the locked view direction used for colours
-PIXEL_MAX = 255                    # vertex colours are 8-bit
+DEFAULT_RESOLUTION = 128     # marching-cubes grid points along the longest side of the object's box
+DEFAULT_VIEW_SIZE = 64       # pixels per side of each fused view
+DEFAULT_VIEW_STEP = 15.0     # degrees between neighbouring fused cameras (azimuth and elevation)
+DEFAULT_CHUNK_POINTS = 65536  # vertices per radiance-network call when colouring (bounds memory)
+MIN_VIEW_SIZE = 8            # smaller views cannot outline an object
+VISIBILITY_STEPS = 2.0       # a vertex within this many grid steps of a view's z-buffer is seen by it
+MESH_COMMENT = 'GRAM surface fused from rendered views (extract_shapes.py)'
 
 
-def grid_points(resolution, half_extent):
-    """Axis coordinates [R] and grid points [R^3, 3], x-major: point (i, j, k) is at row (i R + j) R + k."""
-    axis = torch.linspace(-half_extent, half_extent, resolution)
-    xs, ys, zs = torch.meshgrid(axis, axis, axis, indexing='ij')  # each [R, R, R]
-    return axis, torch.stack([xs, ys, zs], dim=-1).reshape(-1, 3)
-
-
-@torch.no_grad()
-def evaluate_radiance(rf_network, frequencies, phase_shifts, points, chunk_points, progress=None):
-    """rgb + sigma at `points` [P, 3] for one subject (frequencies / phase_shifts [1, 9 H]) -> [P, 4] (CPU).
-
-    The network runs on the device of `frequencies`, chunk_points points at a time.
-    """
-    device = frequencies.device
-    direction = torch.tensor(VIEW_DIRECTION, device=device)
-    outputs = []
-    for first in range(0, points.shape[0], chunk_points):
-        chunk = points[first:first + chunk_points].to(device).unsqueeze(0)  # [1, n, 3]
-        directions = direction.expand_as(chunk)                             # [1, n, 3]
-        outputs.append(rf_network.forward_with_frequencies_phase_shifts(
-            chunk, frequencies, phase_shifts, directions).squeeze(0).cpu())  # [n, 4]
-        if progress is not None:
-            progress.update(chunk.shape[1])
-    return torch.cat(outputs)
+def fusion_cameras(config, view_step):
+    """camera_pos [C, 2] = (phi, theta) over the config's trained pose range, neighbours <= view_step degrees apart."""
+    return views.pose_grid(*views.pose_range(config['generator']['kwargs']), math.radians(view_step))
 
 
 @torch.no_grad()
-def extract_mesh(generator, z, resolution=DEFAULT_RESOLUTION, threshold=DEFAULT_THRESHOLD, half_extent=0.12,
-                 psi=1.0, chunk_points=DEFAULT_CHUNK_POINTS, progress=None):
-    """Mesh of the surface sigma = threshold of subject z [1, z_dim] inside [-half_extent, half_extent]^3.
+def extract_mesh(generator, config, frequencies, phase_shifts, camera_pos, resolution=DEFAULT_RESOLUTION,
+                 view_size=DEFAULT_VIEW_SIZE, threshold=views.DEFAULT_OPACITY_THRESHOLD,
+                 chunk_points=DEFAULT_CHUNK_POINTS, progress=None):
+    """Mesh of the surface one identity shows from the cameras camera_pos [C, 2] (module docstring).
 
+    Args:
+        frequencies, phase_shifts: [1, 9 H] the identity's FiLM parameters (generator.film_parameters).
+        threshold: object opacity (0..1) separating object from background pixels.
+        progress: optional tqdm bar advanced once per rendered view.
     Returns:
-        vertices [V, 3] float32 (world), faces [T, 3] int32 (outward normals), colors [V, 3] uint8.
-    Raises ValueError when sigma never crosses `threshold` on the grid.
+        vertices [V, 3] float32 (world), faces [T, 3] int32 (outward normals), colors [V, 3] uint8,
+        and per view the agreement dict of rasterize.agreement_with_view.
+    Raises ValueError (one line) when no view shows an object.
     """
-    frequencies, phase_shifts = generator.film_parameters(z, psi)  # [1, 9 H] each
-    rf_network = generator.representation.rf_network
-    axis, points = grid_points(resolution, half_extent)
-    sigma = evaluate_radiance(rf_network, frequencies, phase_shifts, points, chunk_points, progress)[:, 3]
-    volume = sigma.reshape(resolution, resolution, resolution).double().numpy()  # [x, y, z]
-    low, high = float(volume.min()), float(volume.max())
-    if not low < threshold < high:
-        raise ValueError(f'density on the grid ranges {low:.3g}..{high:.3g} and never crosses --threshold '
-                         f'{threshold:g}; pick a threshold inside that range (or change --bounds)')
-
-    step = float(axis[1] - axis[0])
-    # 'ascent': with density high inside, the face winding then gives outward normals.
-    vertices, faces, _, _ = measure.marching_cubes(volume, level=threshold, spacing=(step, step, step),
-                                                   gradient_direction='ascent')
-    vertices = (vertices - half_extent).astype(np.float32)  # grid index space -> world
-    faces = faces.astype(np.int32)
-    rgb = evaluate_radiance(rf_network, frequencies, phase_shifts, torch.from_numpy(vertices), chunk_points)[:, :3]
-    colors = (rgb.clamp(0, 1) * PIXEL_MAX).round().to(torch.uint8).numpy()
-    return vertices, faces, colors
-
-
-def write_ply(path, vertices, faces, colors):
-    """Binary little-endian PLY with per-vertex uchar colours, written atomically.
-
-    vertices [V, 3] float, faces [T, 3] int, colors [V, 3] uint8.
-    """
-    vertex_data = np.empty(len(vertices), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'),
-                                                 ('red', 'u1'), ('green', 'u1'), ('blue', 'u1')])
-    for axis, name in enumerate('xyz'):
-        vertex_data[name] = vertices[:, axis]
-    for channel, name in enumerate(('red', 'green', 'blue')):
-        vertex_data[name] = colors[:, channel]
-    face_data = np.empty(len(faces), dtype=[('count', 'u1'), ('indices', '<i4', (3,))])
-    face_data['count'] = 3
-    face_data['indices'] = faces
-    header = '\n'.join([
-        'ply', 'format binary_little_endian 1.0', 'comment GRAM density level set (extract_shapes.py)',
-        f'element vertex {len(vertices)}', 'property float x', 'property float y', 'property float z',
-        'property uchar red', 'property uchar green', 'property uchar blue',
-        f'element face {len(faces)}', 'property list uchar int vertex_indices', 'end_header']) + '\n'
-    with atomic_path(path) as tmp_path:
-        with open(tmp_path, 'wb') as handle:
-            handle.write(header.encode('ascii'))
-            handle.write(vertex_data.tobytes())
-            handle.write(face_data.tobytes())
+    camera = config['camera']
+    rendered = views.render_views(generator, frequencies, phase_shifts, camera_pos, view_size, camera,
+                                  progress=progress)
+    points = fusion.object_points(rendered, camera['fov'], threshold)
+    if len(points) == 0:
+        raise ValueError(f"the object's opacity never reaches --threshold {threshold:g} in any of the "
+                         f"{len(camera_pos)} views (highest {float(rendered['opacity'].max()):.3g}); nothing to mesh")
+    low, step, counts = fusion.object_box(points, resolution, generator.renderer.background)
+    field = fusion.fuse_views(rendered, camera['fov'], threshold, low, step, counts)
+    vertices, faces = meshing.mesh_from_field(field.numpy(), low.numpy(), step)
+    colors, seen = coloring.view_colors(vertices, faces, rendered, camera['fov'], threshold, VISIBILITY_STEPS * step)
+    colors[~seen] = coloring.network_colors(generator.representation.rf_network, frequencies, phase_shifts,
+                                            vertices[~seen.numpy()],
+                                            views.mean_view_direction(config['generator']['kwargs']), chunk_points)
+    colors = (colors.clamp(0, 1) * mesh_io.PIXEL_MAX).round().to(torch.uint8).numpy()
+    agreement = [rasterize.agreement_with_view(vertices, faces, rendered['opacity'][view], rendered['depth'][view],
+                                               rendered['cam2world'][view], camera['fov'], threshold)
+                 for view in range(len(camera_pos))]
+    return vertices, faces, colors, agreement
 
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_arguments(parser)
-    parser.add_argument('--output_dir', default='shapes', help='folder for shape_<seed>.ply')
+    parser.add_argument('--output_dir', default='shapes', help='folder for shape_<seed>.ply / .obj')
     parser.add_argument('--seeds', default='0', help="seeds: '0-19', '0,5,9' or '3'")
     parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
-    parser.add_argument('--resolution', type=int, default=DEFAULT_RESOLUTION, help='grid points per axis (>= 2)')
-    parser.add_argument('--threshold', type=float, default=DEFAULT_THRESHOLD, help='density (sigma) of the surface')
-    parser.add_argument('--bounds', type=float, default=None,
-                        help="half side of the sampled cube (default: the config's normalize / 2)")
+    parser.add_argument('--resolution', type=int, default=DEFAULT_RESOLUTION,
+                        help=f'grid points along the longest side of the object box (>= {fusion.MIN_RESOLUTION})')
+    parser.add_argument('--threshold', type=float, default=views.DEFAULT_OPACITY_THRESHOLD,
+                        help='object opacity (composited weight of the non-background slots, between 0 and 1) '
+                             'that separates object from background pixels (default: %(default)s)')
+    parser.add_argument('--view_size', type=int, default=DEFAULT_VIEW_SIZE,
+                        help=f'pixels per side of the fused views (>= {MIN_VIEW_SIZE})')
+    parser.add_argument('--view_step', type=float, default=DEFAULT_VIEW_STEP,
+                        help='degrees between neighbouring fused cameras over the trained pose range')
+    parser.add_argument('--format', choices=mesh_io.FORMATS, default='ply', help='mesh file format')
     parser.add_argument('--chunk_points', type=int, default=DEFAULT_CHUNK_POINTS,
-                        help='grid points per network call (lower = less memory)')
+                        help='vertices per network call when colouring (lower = less memory)')
     cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
 
+def validate(args):
+    """One-line ValueError for bad settings, before anything is loaded."""
+    if not 0 < args.threshold < 1:
+        raise ValueError(f'--threshold is an object opacity between 0 and 1 (default '
+                         f'{views.DEFAULT_OPACITY_THRESHOLD}), got {args.threshold:g}; density thresholds are retired')
+    if args.resolution < fusion.MIN_RESOLUTION:
+        raise ValueError(f'--resolution must be >= {fusion.MIN_RESOLUTION}, got {args.resolution}')
+    if args.view_size < MIN_VIEW_SIZE:
+        raise ValueError(f'--view_size must be >= {MIN_VIEW_SIZE}, got {args.view_size}')
+    if not args.view_step > 0:
+        raise ValueError(f'--view_step must be > 0 degrees, got {args.view_step:g}')
+    if args.chunk_points < 1:
+        raise ValueError(f'--chunk_points must be >= 1, got {args.chunk_points}')
+    return parse_seeds(args.seeds)
+
+
+def write_identity(generator, config, frequencies, phase_shifts, camera_pos, label, path, args, progress=None):
+    """Mesh one identity (FiLM parameters [1, 9 H]) and write it to `path`; errors are prefixed with `label`.
+
+    Nothing is written for an identity that fails (the file is written atomically once its mesh exists).
+    """
+    try:
+        vertices, faces, colors, agreement = extract_mesh(
+            generator, config, frequencies, phase_shifts, camera_pos, args.resolution, args.view_size,
+            args.threshold, args.chunk_points, progress)
+    except ValueError as error:
+        raise ValueError(f'{label}: {error}') from None
+    mesh_io.write_mesh(path, vertices, faces, colors, MESH_COMMENT)
+    iou = [view['iou'] for view in agreement]
+    depth_error = np.nanmedian([view['depth_error'] for view in agreement])
+    tqdm.write(f'{label}: {len(vertices)} vertices, {len(faces)} faces -> {path}; against its views: '
+               f'mask IoU {min(iou):.3f}-{max(iou):.3f}, median depth error {100 * depth_error:.2f}%')
+
+
 def run(args):
     """Extract a mesh for every seed of `args`; returns the paths written."""
-    if args.resolution < 2 or args.chunk_points < 1:
-        raise ValueError('--resolution must be >= 2 and --chunk_points >= 1')
-    if args.bounds is not None and args.bounds <= 0:
-        raise ValueError(f'--bounds must be > 0, got {args.bounds}')
-    seeds = parse_seeds(args.seeds)
+    seeds = validate(args)
     device = resolve_device(args.device)
     generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
-    half_extent = args.bounds or config['generator']['representation']['kwargs']['normalize'] / 2
+    camera_pos = fusion_cameras(config, args.view_step)
+    tqdm.write(f'fusing {len(camera_pos)} views of {args.view_size} px per identity over the trained pose range; '
+               f'{args.resolution} grid points along the object box')
 
     written = []
-    with tqdm(total=len(seeds) * args.resolution ** 3, desc='density grid', unit='pt', unit_scale=True) as progress:
+    with tqdm(total=len(seeds) * len(camera_pos), desc='rendering views', unit='view') as progress:
         for seed in seeds:
-            z = latent_for_seed(seed, generator.z_dim, device)
-            vertices, faces, colors = extract_mesh(generator, z, args.resolution, args.threshold, half_extent,
-                                                   args.psi, args.chunk_points, progress)
-            written.append(os.path.join(args.output_dir, f'shape_{seed}.ply'))
-            write_ply(written[-1], vertices, faces, colors)
-            tqdm.write(f'seed {seed}: {len(vertices)} vertices, {len(faces)} faces -> {written[-1]}')
+            with torch.no_grad():
+                frequencies, phase_shifts = generator.film_parameters(latent_for_seed(seed, generator.z_dim, device),
+                                                                      args.psi)
+            path = os.path.join(args.output_dir, f'shape_{seed}.{args.format}')
+            write_identity(generator, config, frequencies, phase_shifts, camera_pos, f'seed {seed}', path, args,
+                           progress)
+            written.append(path)
     return written
 
 

@@ -27,7 +27,7 @@ def run_make(target, **variables):
 def test_demo_train_runs_end_to_end_on_a_few_steps(tmp_path):
     out = tmp_path / 'out'
     stdout = run_make('demo-train', DEMO_STEPS=2, DEMO_NUM_IMAGES=16, DEMO_DATA=tmp_path / 'data',
-                      DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_THRESHOLD=0.85,
+                      DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_THRESHOLD=0.05,
                       DEMO_MESH_RESOLUTION=32)
     assert f'demo outputs in {out}/' in stdout
     model = torch.load(tmp_path / 'run' / 'synthetic_demo.pt', weights_only=True)
@@ -40,8 +40,8 @@ def test_demo_train_runs_end_to_end_on_a_few_steps(tmp_path):
         assert (out / name).stat().st_size > 0, name
     # resuming a finished run trains nothing more and keeps the step
     run_make('demo-train', DEMO_STEPS=2, DEMO_NUM_IMAGES=16, DEMO_DATA=tmp_path / 'data',
-             DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_THRESHOLD=0.85,
-                      DEMO_MESH_RESOLUTION=32)
+             DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_THRESHOLD=0.05,
+             DEMO_MESH_RESOLUTION=32)
     assert torch.load(tmp_path / 'run' / 'synthetic_demo.pt', weights_only=True)['step'] == 2
 
 

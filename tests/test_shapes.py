@@ -1,114 +1,156 @@
-"""extract_shapes.py: a known density sphere gives a mesh of that radius; PLY round trip; CLI."""
+"""extract_shapes.py: the demo mesh reproduces the renders; random-weight configs give sane meshes; CLI.
+
+Acceptance (issue 15): for the shipped demo model, from cameras drawn inside its trained pose range
+(not the fused grid), the mesh's silhouette matches the object mask with IoU >= 0.85 and its
+front-surface depth matches the rendered depth with a median relative error <= 2%, and no part of
+the mesh floats outside the object. The object mask is the generator's own composited weight
+(GramGenerator.experiment): SYNTHETIC_demo has no background slot, so the object opacity of a pixel
+is the sum of its slot weights, and the mask is opacity >= 0.5 (views.DEFAULT_OPACITY_THRESHOLD).
+"""
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import ROOT
 
 import configs
 import extract_shapes
-from generators import build_generator
+from checkpoints.loading import load_generator
+from generators import build_generator, cameras, intersections
+from geometry import meshing, rasterize, views
+from utils.seeds import latent_for_seed
 
-SPHERE_RADIUS = 0.07   # r0 of the fake density, world units
-SHARPNESS = 200.0      # k in sigma = SCALE * softplus(k (r0 - |p|))
-SCALE = 20.0
-THRESHOLD = SCALE * math.log(2)  # softplus(0) = ln 2: the level set is exactly |p| = r0
-COLOR = (0.25, 0.5, 0.75)        # constant rgb of the fake network
-HALF_EXTENT = 0.12
-RESOLUTION = 24
+DEMO_MODEL = os.path.join(ROOT, 'demo', 'synthetic_demo.pt')
+DEMO_SEEDS = (0, 1, 2)
+DEMO_PSI = 0.7             # extract_shapes.py's default truncation
+NUM_TEST_CAMERAS = 4       # random cameras inside the trained pose range, per seed
+TEST_CAMERA_SEED = 123
+TEST_IMAGE_SIZE = 64       # twice the demo's training resolution
+MIN_IOU = 0.85
+MAX_DEPTH_ERROR = 0.02     # median relative error
+MAX_OUTSIDE = 0.05         # fraction of mesh pixels outside the object mask (floaters would raise it)
+MIN_COMPONENT_SHARE = 0.01  # every connected component holds at least this share of the vertices
+MAX_RADIUS = 0.5           # sane bounds: the subject stays well inside the camera sphere (radius 1)
+RANDOM_FACE_THRESHOLD = 0.3  # random FFHQ / Cats weights composite a smooth object opacity of 0.3-0.5
+TINY_THRESHOLD = 0.05     # random TINY_test weights composite to an object opacity of at most ~0.08
+TINY_ARGS = ['--resolution', '16', '--view_size', '12', '--view_step', '60', '--device', 'cpu']
 
 
-def sphere_network(points, frequencies, phase_shifts, ray_directions):
-    """Fake radiance network: points [B, N, 3] -> [B, N, 4], constant colour, spherical density."""
-    radius = points.norm(dim=-1, keepdim=True)
-    sigma = SCALE * F.softplus(SHARPNESS * (SPHERE_RADIUS - radius))
-    rgb = torch.tensor(COLOR).expand(*points.shape[:-1], 3)
-    return torch.cat([rgb, sigma], dim=-1)
+def random_cameras(generator_kwargs, count, seed):
+    """camera_pos [count, 2] uniform inside the config's trained pose range (views.pose_range)."""
+    (phi_low, phi_high), (theta_low, theta_high) = views.pose_range(generator_kwargs)
+    draw = torch.Generator().manual_seed(seed)
+    unit = torch.rand(count, 2, generator=draw)
+    return torch.stack([phi_low + (phi_high - phi_low) * unit[:, 0],
+                        theta_low + (theta_high - theta_low) * unit[:, 1]], dim=-1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run single-threaded: on a loaded 2-core machine, OpenMP threads spinning at barriers made the
+    demo test ~10x slower with 2 threads (117 s instead of 9 s); one thread needs no barrier."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_demo_mesh_matches_the_renders():
+    generator, config = load_generator(DEMO_MODEL, None, 'cpu', use_ema=True)
+    assert not generator.renderer.background  # the mask definition above relies on it
+    camera = config['camera']
+    fused_cameras = extract_shapes.fusion_cameras(config, extract_shapes.DEFAULT_VIEW_STEP)
+    test_cameras = random_cameras(config['generator']['kwargs'], NUM_TEST_CAMERAS, TEST_CAMERA_SEED)
+    for seed in DEMO_SEEDS:
+        z = latent_for_seed(seed, generator.z_dim, 'cpu')
+        vertices, faces, colors, _ = extract_shapes.extract_mesh(
+            generator, config, *generator.film_parameters(z, DEMO_PSI), fused_cameras)
+        assert len(vertices) > 1000 and colors.shape == vertices.shape and colors.dtype == np.uint8
+        assert np.linalg.norm(vertices, axis=1).max() < MAX_RADIUS
+        sizes = meshing.component_sizes(faces, len(vertices))
+        assert sizes.min() >= MIN_COMPONENT_SHARE * len(vertices), f'seed {seed}: floating parts {sizes}'
+
+        with torch.no_grad():
+            _, _, detail = generator.experiment(z.expand(NUM_TEST_CAMERAS, -1), img_size=TEST_IMAGE_SIZE,
+                                                camera_pos=test_cameras, truncation_psi=DEMO_PSI, **camera)
+        opacity = detail['weights'].sum(dim=(-2, -1))  # [B, N, N]
+        depth = detail['depth'][..., 0, 0]
+        cam2world = cameras.look_at_cam2world(cameras.camera_origin_from_pos(test_cameras))
+        for index in range(NUM_TEST_CAMERAS):
+            result = rasterize.agreement_with_view(vertices, faces, opacity[index], depth[index], cam2world[index],
+                                                   camera['fov'], views.DEFAULT_OPACITY_THRESHOLD)
+            where = f'seed {seed}, camera {test_cameras[index].tolist()}: {result}'
+            assert result['iou'] >= MIN_IOU, where
+            assert result['depth_error'] <= MAX_DEPTH_ERROR, where
+            assert result['outside'] <= MAX_OUTSIDE, where
+
+
+@pytest.mark.parametrize('config_name', ['FFHQ_default', 'CATS_default'])
+def test_random_weights_give_a_surface_in_front_of_the_background(config_name):
+    torch.manual_seed(0)
+    config = configs.get_config(config_name)
+    generator = build_generator(config).eval()
+    frequencies, phase_shifts = generator.film_parameters(latent_for_seed(0, generator.z_dim, 'cpu'), DEMO_PSI)
+    camera_pos = extract_shapes.fusion_cameras(config, 60.0)
+    vertices, faces, colors, agreement = extract_shapes.extract_mesh(
+        generator, config, frequencies, phase_shifts, camera_pos, resolution=16, view_size=12,
+        threshold=RANDOM_FACE_THRESHOLD)
+    assert len(vertices) > 0 and len(faces) > 0 and len(colors) == len(vertices)
+    assert np.isfinite(vertices).all()
+    assert vertices[:, 2].min() >= intersections.BACKGROUND_PLANE_Z - 1e-6
+    assert np.linalg.norm(vertices, axis=1).max() < MAX_RADIUS
+    assert len(agreement) == len(camera_pos)
+
+
+def test_fusion_cameras_cover_the_trained_range():
+    config = configs.get_config('SYNTHETIC_demo')  # uniform: azimuth pi/2 +- pi/4, phi pi/3 +- pi/12
+    camera_pos = extract_shapes.fusion_cameras(config, 15.0)
+    assert len(camera_pos) == 6 + 7 + 7  # rings at phi = 45, 60 and 75 degrees from +y
+    phi, theta = camera_pos[:, 0], camera_pos[:, 1]
+    assert (float(theta.min()), float(theta.max())) == pytest.approx((math.pi / 4, 3 * math.pi / 4))
+    assert (float(phi.min()), float(phi.max())) == pytest.approx((math.pi / 4, 5 * math.pi / 12))
 
 
 @pytest.fixture
-def sphere_generator(monkeypatch):
-    torch.manual_seed(0)
-    generator = build_generator(configs.get_config('TINY_test')).eval()
-    monkeypatch.setattr(generator.representation.rf_network, 'forward_with_frequencies_phase_shifts', sphere_network)
-    return generator
-
-
-def read_ply(path):
-    """Minimal reader for the files write_ply produces -> (vertices, faces, colors)."""
-    with open(path, 'rb') as handle:
-        data = handle.read()
-    header, body = data.split(b'end_header\n', 1)
-    lines = header.decode('ascii').splitlines()
-    assert lines[:2] == ['ply', 'format binary_little_endian 1.0']
-    num_vertices = int(next(line for line in lines if line.startswith('element vertex')).split()[-1])
-    num_faces = int(next(line for line in lines if line.startswith('element face')).split()[-1])
-    vertex_type = np.dtype([('xyz', '<f4', (3,)), ('rgb', 'u1', (3,))])
-    face_type = np.dtype([('count', 'u1'), ('indices', '<i4', (3,))])
-    vertices = np.frombuffer(body, vertex_type, num_vertices)
-    faces = np.frombuffer(body, face_type, num_faces, offset=num_vertices * vertex_type.itemsize)
-    assert len(body) == num_vertices * vertex_type.itemsize + num_faces * face_type.itemsize
-    assert (faces['count'] == 3).all()
-    return vertices['xyz'], faces['indices'], vertices['rgb']
-
-
-def test_sphere_density_gives_a_mesh_of_that_radius(sphere_generator):
-    z = torch.randn(1, sphere_generator.z_dim)
-    vertices, faces, colors = extract_shapes.extract_mesh(
-        sphere_generator, z, resolution=RESOLUTION, threshold=THRESHOLD, half_extent=HALF_EXTENT,
-        chunk_points=1000)
-    cell = 2 * HALF_EXTENT / (RESOLUTION - 1)
-    radii = np.linalg.norm(vertices, axis=1)
-    assert len(vertices) > 100
-    assert np.abs(radii - SPHERE_RADIUS).max() < cell  # within one grid cell everywhere
-    assert abs(radii.mean() - SPHERE_RADIUS) < 0.1 * cell
-    # Faces point outwards (away from the dense inside).
-    corners = vertices[faces]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    assert ((normals * corners.mean(axis=1)).sum(axis=1) > 0).all()
-    # Vertex colours: round(255 * COLOR) = (64, 128, 191).
-    assert (colors == np.array([64, 128, 191], dtype=np.uint8)).all()
-
-
-def test_threshold_outside_the_density_range_is_refused(sphere_generator):
-    z = torch.randn(1, sphere_generator.z_dim)
-    with pytest.raises(ValueError, match='never crosses --threshold 1e\\+06'):
-        extract_shapes.extract_mesh(sphere_generator, z, resolution=6, threshold=1e6, half_extent=HALF_EXTENT)
-
-
-def test_ply_round_trip(tmp_path):
-    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
-    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int32)
-    colors = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [7, 8, 9]], dtype=np.uint8)
-    extract_shapes.write_ply(str(tmp_path / 'tetra.ply'), vertices, faces, colors)
-    read_vertices, read_faces, read_colors = read_ply(tmp_path / 'tetra.ply')
-    np.testing.assert_array_equal(read_vertices, vertices)
-    np.testing.assert_array_equal(read_faces, faces)
-    np.testing.assert_array_equal(read_colors, colors)
-
-
-def test_cli_writes_a_mesh_per_seed(tmp_path, capsys):
+def tiny_generator_file(tmp_path):
     torch.manual_seed(0)
     generator = build_generator(configs.get_config('TINY_test'))
-    torch.save(generator.state_dict(), tmp_path / 'generator_ema.pth')
-    # Pick a threshold inside the density range of seed 4 on the CLI's grid (TINY_test: bounds 1).
-    resolution = 8
-    torch.manual_seed(4)
-    z = torch.randn(1, generator.z_dim)
-    _, points = extract_shapes.grid_points(resolution, 1.0)
-    with torch.no_grad():
-        frequencies, phase_shifts = generator.film_parameters(z, 0.7)
-        sigma = extract_shapes.evaluate_radiance(generator.representation.rf_network, frequencies, phase_shifts,
-                                                 points, 4096)[:, 3]
-    threshold = float(sigma.median())
-    argv = ['--generator_file', str(tmp_path / 'generator_ema.pth'), '--config', 'TINY_test',
-            '--output_dir', str(tmp_path / 'shapes'), '--resolution', str(resolution), '--device', 'cpu']
-    extract_shapes.main(argv + ['--seeds', '4', '--threshold', str(threshold)])
-    vertices, faces, colors = read_ply(tmp_path / 'shapes' / 'shape_4.ply')
-    assert len(vertices) > 0 and len(faces) > 0 and len(colors) == len(vertices)
-    assert np.abs(vertices).max() <= 1.0 + 1e-6  # inside the normalize box of TINY_test (normalize 2)
+    path = tmp_path / 'generator_ema.pth'
+    torch.save(generator.state_dict(), path)
+    return str(path)
 
-    assert extract_shapes.main(argv + ['--seeds', '4', '--threshold', '1e9']) == 1
-    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the tqdm bar
-    assert last_line.startswith('error: density on the grid ranges')
+
+@pytest.mark.parametrize('mesh_format', ['ply', 'obj'])
+def test_cli_writes_a_mesh_per_seed(tiny_generator_file, tmp_path, mesh_format):
+    output_dir = tmp_path / 'shapes'
+    code = extract_shapes.main(['--generator_file', tiny_generator_file, '--config', 'TINY_test', '--seeds', '3,4',
+                                '--output_dir', str(output_dir), '--format', mesh_format,
+                                '--threshold', str(TINY_THRESHOLD)] + TINY_ARGS)
+    assert code == 0
+    assert sorted(os.listdir(output_dir)) == [f'shape_3.{mesh_format}', f'shape_4.{mesh_format}']
+
+
+def test_cli_failed_seed_is_named_and_writes_nothing(tiny_generator_file, tmp_path, capsys):
+    output_dir = tmp_path / 'shapes'
+    code = extract_shapes.main(['--generator_file', tiny_generator_file, '--config', 'TINY_test', '--seeds', '4',
+                                '--output_dir', str(output_dir), '--threshold', '0.999999'] + TINY_ARGS)
+    assert code == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert last_line.startswith("error: seed 4: the object's opacity never reaches --threshold")
+    assert not output_dir.exists() or os.listdir(output_dir) == []
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--threshold', '10'], '--threshold is an object opacity between 0 and 1'),
+    (['--resolution', '4'], '--resolution must be >='),
+    (['--view_size', '2'], '--view_size must be >='),
+    (['--view_step', '0'], '--view_step must be > 0'),
+    (['--seeds', '3-1'], "invalid seeds '3-1'"),
+])
+def test_cli_checks_arguments_before_loading(tmp_path, capsys, flags, message):
+    missing = str(tmp_path / 'missing.pt')  # never read: the arguments fail first
+    assert extract_shapes.main(['--generator_file', missing, '--output_dir', str(tmp_path)] + flags) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f'error: {message}') and len(error.splitlines()) == 1

@@ -191,7 +191,7 @@ def test_checkpoint_from_another_config_is_one_clear_line(data_dir, uninterrupte
     (['--set', 'global.batch_size=0'], 'global.batch_size=0 is invalid: expected an int >= 1'),
     (['--set', 'global.img_size=0'], 'global.img_size=0 is invalid: expected a power of 2 in [16, 512]'),
     (['--set', "global.z_dist='uniform'"], "global.z_dist='uniform' is invalid"),
-    (['--set', 'camera.fov=-10'], 'camera.fov=-10 is invalid'),
+    (['--set', 'camera.fov=-10'], 'camera.fov=-10.0 is invalid'),
     (['--set', 'generator.kwargs.sample_dist=gausian'], "generator.kwargs.sample_dist='gausian' is invalid"),
     (['--num_workers', '-1'], '--num_workers must be at least 0'),
     (['--max_steps', '-1'], '--max_steps must be at least 1'),
