@@ -3,6 +3,7 @@
     python render_multiview_images.py --generator_file <run>/generator_ema.pth --config CATS_default
     python render_multiview_images.py --generator_file released/generator.pth --seeds 0-3 --video --depth
     python render_multiview_images.py --generator_file <run>/checkpoints/step_0100000.pt --trajectory grid
+    python render_multiview_images.py --generator_file demo/synthetic_demo.pt --latent inv/inversion.pt --depth
 
 For every seed: torch.manual_seed(seed); z = torch.randn(1, z_dim) drawn on the CPU (the same
 identity on every device, and the released script's z on a CPU), EMA weights, truncation psi
@@ -11,6 +12,10 @@ around the average of those weights. Output per seed, in --output_dir:
   grid_<seed>.gif       all frames at 15 fps      grid_<seed>.mp4     the same, with --video
   depth_<seed>_<i>.png  depth frames (near = bright, normalised over the seed's frames), with --depth
   depth_<seed>.gif      the depth frames as a GIF, with --depth
+With --latent FILE (the inversion.pt of invert.py) the inverted subject is rendered instead of the
+seeds, and its files are named with `inversion` in place of <seed>: its FiLM parameters, the config
+stored in FILE and, when FILE holds them, its fine-tuned weights on top of --generator_file (the
+base model; --config and --psi do not apply).
 
 Camera family, chosen from the config's dataset class (docs/design.md §9):
   faces / cats (FFHQ, CATS, anything not listed below): fov 12, pitch pi/2, view dependence locked.
@@ -41,6 +46,8 @@ from tqdm import tqdm
 from checkpoints.loading import add_generator_arguments, load_generator
 from generators import cameras
 from generators.renderer import DEFAULT_CHUNK_RAYS
+from inversion.rendering import render
+from inversion.storage import load_inversion
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_path, check_writable_folder
@@ -58,6 +65,7 @@ OBJECT_DATASETS = ('CARLA', 'PosedImageFolder')  # dataset classes rendered as o
 TRAJECTORIES = ('released', 'sweep', 'orbit', 'grid')
 DEPTH_LEVELS = 255                # 8-bit depth frames: nearest depth -> 255
 MIN_DEPTH_SPAN = 1e-12            # guards the normalisation when all depths are equal
+LATENT_LABEL = 'inversion'        # file-name label of the --latent subject (in place of the seed)
 
 
 # ----------------------------------------------------------------------------------- cameras
@@ -156,6 +164,26 @@ def render_frames(generator, z, origins, camera, img_size, psi, lock_view_depend
     return torch.cat(images), (torch.cat(depths) if with_depth else None)
 
 
+@torch.no_grad()
+def render_inversion_frames(generator, inverted, origins, camera, img_size, lock_view_dependence, batch_size,
+                            with_depth=False, chunk_rays=DEFAULT_CHUNK_RAYS, progress=None):
+    """As render_frames, for the inverted subject of --latent (an inversion.storage.Inversion)."""
+    images, depths = [], []
+    for first in range(0, len(origins), batch_size):
+        batch = origins[first:first + batch_size]
+        _, camera_pos = generator.resolve_camera(len(batch), inverted.frequencies.device,
+                                                 camera_origin=torch.tensor(batch, dtype=torch.float64))
+        frequencies = inverted.frequencies.expand(len(batch), -1)  # [b, 9 H]
+        phase_shifts = inverted.phase_shifts.expand(len(batch), -1)
+        img, depth, _ = render(generator, frequencies, phase_shifts, camera_pos, camera, img_size, with_depth=True,
+                               lock_view_dependence=lock_view_dependence, chunk_rays=chunk_rays)
+        images.append(img.cpu())
+        depths.append(depth.cpu())
+        if progress is not None:
+            progress.update(1)
+    return torch.cat(images), (torch.cat(depths) if with_depth else None)
+
+
 def depth_to_uint8(depths):
     """Depth maps [F, N, N] -> uint8 [F, N, N], near = 255, normalised over all F frames.
 
@@ -198,6 +226,9 @@ def parse_args(argv=None):
     parser.add_argument('--output_dir', default='experiments/FFHQ_default/multiview_imgs',
                         help='folder for the frames, GIFs and videos (created if needed)')
     parser.add_argument('--seeds', default='0-19', help="seeds to render: '0-19', '0,5,9' or '3'")
+    parser.add_argument('--latent', default=None,
+                        help='inversion.pt of invert.py: render that subject instead of --seeds (its stored config '
+                             'and fine-tuned weights, if any; --generator_file is the base model)')
     parser.add_argument('--frames', type=int, default=30, help='frames per seed (>= 1)')
     parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
     parser.add_argument('--no_watermark', action='store_true', help='do not draw the "AI-generated" mark')
@@ -226,47 +257,60 @@ def run(args):
         raise ValueError(f'--psi must be in [0, 1] (1 = no truncation), got {args.psi}')
     if not 0 <= args.yaw_amplitude <= math.pi:
         raise ValueError(f'--yaw_amplitude must be in [0, pi] radians, got {args.yaw_amplitude}')
-    seeds = parse_seeds(args.seeds)
+    if args.latent is not None and args.config is not None:
+        raise ValueError('--latent renders with the config stored in it; drop --config')
+    seeds = parse_seeds(args.seeds) if args.latent is None else []
     check_writable_folder(args.output_dir)
     device = resolve_device(args.device)
 
-    # Load the EMA generator.
-    generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
+    # Load the EMA generator (and the inverted subject of --latent).
+    if args.latent is None:
+        generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
+        subjects = [(seed, seed) for seed in seeds]  # (file-name label, seed)
+    else:
+        inverted = load_inversion(args.latent, args.generator_file, device, log=tqdm.write)
+        generator, config = inverted.generator, inverted.config
+        subjects = [(LATENT_LABEL, None)]
     family = camera_family(config)
     camera = {'fov': family['fov'], 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
     img_size = args.img_size or generator.img_size
     pitches, yaws = trajectory_angles(args.trajectory, args.frames, family, args.yaw_amplitude)
     origins = cameras.camera_origin_from_pos(torch.tensor([pitches, yaws], dtype=torch.float64).T).tolist()
     watermark = None if args.no_watermark else make_watermark(img_size, img_size)
-    tqdm.write(f'rendering {len(seeds)} seeds x {args.frames} frames at {img_size} px on {device} '
+    tqdm.write(f'rendering {len(subjects)} subjects x {args.frames} frames at {img_size} px on {device} '
                f'({family["name"]} camera, {args.trajectory} trajectory) -> {args.output_dir}')
 
     # Render and write each seed.
     written = []
     forwards_per_seed = math.ceil(args.frames / args.batch_size)
-    with tqdm(total=len(seeds) * forwards_per_seed, desc='rendering', unit='fwd') as progress:
-        for seed in seeds:
-            z = latent_for_seed(seed, generator.z_dim, device)
-            images, depths = render_frames(
-                generator, z, origins, camera, img_size, args.psi, family['lock_view_dependence'],
-                args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
+    with tqdm(total=len(subjects) * forwards_per_seed, desc='rendering', unit='fwd') as progress:
+        for label, seed in subjects:
+            if seed is None:
+                images, depths = render_inversion_frames(
+                    generator, inverted, origins, camera, img_size, family['lock_view_dependence'],
+                    args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
+            else:
+                z = latent_for_seed(seed, generator.z_dim, device)
+                images, depths = render_frames(
+                    generator, z, origins, camera, img_size, args.psi, family['lock_view_dependence'],
+                    args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
             if watermark is not None:
                 images = apply_watermark(images, watermark)
             frames = list(to_uint8(images, rounding='truncate'))  # F x [N, N, 3]
             for index, frame in enumerate(frames):
-                written.append(os.path.join(args.output_dir, f'grid_{seed}_{index}.png'))
+                written.append(os.path.join(args.output_dir, f'grid_{label}_{index}.png'))
                 write_png(frame, written[-1])
-            written.append(os.path.join(args.output_dir, f'grid_{seed}.gif'))
+            written.append(os.path.join(args.output_dir, f'grid_{label}.gif'))
             write_gif(frames, written[-1])
             if args.video:
-                written.append(os.path.join(args.output_dir, f'grid_{seed}.mp4'))
+                written.append(os.path.join(args.output_dir, f'grid_{label}.mp4'))
                 write_mp4(frames, written[-1])
             if args.depth:
                 depth_frames = list(depth_to_uint8(depths))
                 for index, frame in enumerate(depth_frames):
-                    written.append(os.path.join(args.output_dir, f'depth_{seed}_{index}.png'))
+                    written.append(os.path.join(args.output_dir, f'depth_{label}_{index}.png'))
                     write_png(frame, written[-1])
-                written.append(os.path.join(args.output_dir, f'depth_{seed}.gif'))
+                written.append(os.path.join(args.output_dir, f'depth_{label}.gif'))
                 write_gif(depth_frames, written[-1])
     tqdm.write(f'wrote {len(written)} files to {args.output_dir}')
     return 0

@@ -1,0 +1,287 @@
+"""Invert an image: find FiLM parameters and a camera whose render matches it (docs/inversion.md).
+
+1. Pose search (when the camera is unknown): the truncation-average subject (psi 0) is rendered at
+   POSE_SEARCH_SIZE px from a grid of cameras covering the config's pose distribution, and the
+   `pose_starts` cameras whose renders are closest to the target (pixel MSE) become starts.
+2. Fit: Adam on (frequencies, phase_shifts) [1, 9 H], starting from the truncation average, and on
+   camera_pos [1, 2] = (phi, theta), with a cosine learning-rate decay over `steps`. Every start
+   runs the first `start_steps` steps; the one with the lowest loss continues to `steps`.
+   Loss = MSE + ssim_weight (1 - SSIM) + prior_weight * mean(((w - mean) / std)^2), where mean and
+   std are the FiLM statistics of the truncation latents (the prior keeps the subject plausible
+   from other views).
+3. Pivotal tuning (`finetune_steps` > 0): the FiLM parameters and camera stay fixed and the
+   generator's weights are tuned on the same loss, plus locality_weight * MSE between the tuned
+   and the original generator's renders of LOCALITY_LATENTS other subjects (seeded by `seed`),
+   which keeps the rest of the latent space intact.
+"""
+import copy
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from generators import cameras
+from generators.generators import TRUNCATION_NUM_Z, TRUNCATION_SEED
+from inversion.losses import psnr, ssim
+from inversion.rendering import render
+
+# Defaults (chosen by the measurements in docs/inversion.md).
+DEFAULT_STEPS = 200          # latent + camera steps of the winning start
+DEFAULT_POSE_STARTS = 2      # grid cameras refined from the pose search
+DEFAULT_START_STEPS = 30     # steps every start runs before the best one is kept
+LATENT_LR = 0.02             # Adam lr of the FiLM parameters (their spread is ~0.2)
+CAMERA_LR = 0.05             # Adam lr of (phi, theta), radians
+SSIM_WEIGHT = 0.05           # weight of 1 - SSIM in the reconstruction loss
+PRIOR_WEIGHT = 1e-3          # weight of the FiLM prior (mean squared z-score)
+FINETUNE_LR = 3e-4           # Adam lr of the generator weights in pivotal tuning
+LOCALITY_WEIGHT = 1.0        # weight of the locality regulariser of pivotal tuning
+LOCALITY_LATENTS = 4         # other subjects the locality regulariser keeps intact
+LOCALITY_PSI = 0.7           # their truncation (the renders users make)
+
+MAPPING_PREFIX = 'representation.rf_network.mapping_network.'  # parameters pivotal tuning leaves alone
+
+POSE_GRID_STEP = math.radians(10)   # spacing of the pose-search grid
+POSE_GRID_DRAWS = 10000             # cameras drawn to find the pose distribution's range
+POSE_GRID_QUANTILE = 0.02           # grid spans the quantiles [q, 1 - q] of each angle
+POSE_SEARCH_SIZE = 16               # render side of the pose search, pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Optimisation settings (defaults above)."""
+    steps: int = DEFAULT_STEPS
+    pose_starts: int = DEFAULT_POSE_STARTS
+    start_steps: int = DEFAULT_START_STEPS
+    finetune_steps: int = 0
+    seed: int = 0
+    latent_lr: float = LATENT_LR
+    camera_lr: float = CAMERA_LR
+    ssim_weight: float = SSIM_WEIGHT
+    prior_weight: float = PRIOR_WEIGHT
+    finetune_lr: float = FINETUNE_LR
+    locality_weight: float = LOCALITY_WEIGHT
+
+
+@dataclasses.dataclass
+class Result:
+    """What invert() found. Tensors on the generator's device, detached.
+
+    frequencies, phase_shifts [1, 9 H]; camera_pos [1, 2]; generator: the tuned copy (None
+    without fine-tuning); losses [steps] and finetune_losses [finetune_steps] (float lists);
+    starts [S, 2]: the cameras the fit started from (the winner first).
+    """
+    frequencies: torch.Tensor
+    phase_shifts: torch.Tensor
+    camera_pos: torch.Tensor
+    generator: object
+    losses: list
+    finetune_losses: list
+    starts: torch.Tensor
+
+
+@dataclasses.dataclass
+class FilmPrior:
+    """Mean and standard deviation [1, 9 H] of the FiLM parameters of the truncation latents."""
+    mean_frequencies: torch.Tensor
+    mean_phase_shifts: torch.Tensor
+    std_frequencies: torch.Tensor
+    std_phase_shifts: torch.Tensor
+
+
+@torch.no_grad()
+def film_prior(generator):
+    """FiLM statistics over the generator's fixed truncation latents (mean = get_avg_w's)."""
+    latent_rng = torch.Generator(device='cpu').manual_seed(TRUNCATION_SEED)
+    z = torch.randn(TRUNCATION_NUM_Z, generator.z_dim, generator=latent_rng).to(generator.avg_frequencies.device)
+    frequencies, phase_shifts = generator.representation.rf_network.mapping_network(z)
+    return FilmPrior(frequencies.mean(0, keepdim=True), phase_shifts.mean(0, keepdim=True),
+                     frequencies.std(0, keepdim=True), phase_shifts.std(0, keepdim=True))
+
+
+def prior_penalty(frequencies, phase_shifts, prior):
+    """Mean squared z-score of the FiLM parameters under the prior (0 at the average)."""
+    return 0.5 * (((frequencies - prior.mean_frequencies) / prior.std_frequencies).pow(2).mean()
+                  + ((phase_shifts - prior.mean_phase_shifts) / prior.std_phase_shifts).pow(2).mean())
+
+
+def reconstruction_loss(image, target, ssim_weight):
+    """MSE (on [-1, 1]) + ssim_weight (1 - SSIM) of image vs target [B, 3, N, N]."""
+    loss = (image - target).pow(2).mean()
+    if ssim_weight:
+        loss = loss + ssim_weight * (1 - ssim(image, target))
+    return loss
+
+
+# ----------------------------------------------------------------------------------- pose search
+@torch.no_grad()
+def pose_grid(generator):
+    """Cameras [P, 2] = (phi, theta) every ~POSE_GRID_STEP over the generator's pose distribution.
+
+    The range of each angle is its [q, 1 - q] quantile range over POSE_GRID_DRAWS seeded draws of
+    the distribution (generators.cameras.sample_camera_positions), so every sample_dist works; a
+    fixed distribution gives its one camera.
+    """
+    draws = torch.Generator().manual_seed(0)
+    _, poses = cameras.sample_camera_positions(
+        POSE_GRID_DRAWS, generator.sample_dist, generator.h_stddev, generator.v_stddev, generator.h_mean,
+        generator.v_mean, 'cpu', generator=draws)
+    levels = torch.tensor([POSE_GRID_QUANTILE, 1 - POSE_GRID_QUANTILE])
+    axes = []
+    for column in range(2):
+        low, high = torch.quantile(poses[:, column].double(), levels.double()).tolist()
+        count = max(1, math.ceil((high - low) / POSE_GRID_STEP) + 1)
+        axes.append(torch.linspace(low, high, count) if count > 1 else torch.tensor([(low + high) / 2]))
+    phis, thetas = torch.meshgrid(axes[0], axes[1], indexing='ij')
+    return torch.stack([phis, thetas], dim=-1).reshape(-1, 2).float()
+
+
+@torch.no_grad()
+def search_poses(generator, camera, target, prior, count):
+    """The `count` grid cameras [count, 2] whose average-subject renders best match target [1, 3, N, N]."""
+    grid = pose_grid(generator).to(target.device)
+    small_target = F.interpolate(target, size=POSE_SEARCH_SIZE, mode='area')
+    errors = torch.stack([
+        (render(generator, prior.mean_frequencies, prior.mean_phase_shifts, pose[None], camera,
+                POSE_SEARCH_SIZE) - small_target).pow(2).mean()
+        for pose in grid])
+    return grid[errors.argsort()[:count]]
+
+
+# ----------------------------------------------------------------------------------- fitting
+class _Fit:
+    """One start of the latent + camera fit (its parameters, optimiser and loss curve)."""
+
+    def __init__(self, prior, camera_pos, settings, optimize_pose, total_steps):
+        self.frequencies = prior.mean_frequencies.clone().requires_grad_(True)
+        self.phase_shifts = prior.mean_phase_shifts.clone().requires_grad_(True)
+        self.camera_pos = camera_pos.reshape(1, 2).clone().requires_grad_(optimize_pose)
+        groups = [{'params': [self.frequencies, self.phase_shifts], 'lr': settings.latent_lr}]
+        if optimize_pose:
+            groups.append({'params': [self.camera_pos], 'lr': settings.camera_lr})
+        self.optimizer = torch.optim.Adam(groups)
+        self.base_lrs = [group['lr'] for group in groups]
+        self.total_steps = total_steps
+        self.losses = []
+
+    def run(self, generator, camera, target, prior, settings, steps, progress):
+        for _ in range(steps):
+            decay = 0.5 * (1 + math.cos(math.pi * len(self.losses) / self.total_steps))  # cosine, 1 -> 0
+            for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+                group['lr'] = base_lr * decay
+            image = render(generator, self.frequencies, self.phase_shifts, self.camera_pos, camera)
+            loss = reconstruction_loss(image, target, settings.ssim_weight)
+            loss = loss + settings.prior_weight * prior_penalty(self.frequencies, self.phase_shifts, prior)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                self.camera_pos[:, 0].clamp_(cameras.POLE_EPS, math.pi - cameras.POLE_EPS)
+            self.losses.append(loss.item())
+            progress.update(1)
+            progress.set_postfix(loss=f'{loss.item():.4f}', psnr=f'{psnr(image.detach(), target):.2f}')
+
+
+def fit_latent(generator, camera, target, starts, settings, optimize_pose, progress):
+    """Fit FiLM parameters (and the camera) to target [1, 3, N, N] from each start [S, 2].
+
+    Returns the winning _Fit (lowest loss after start_steps) run to settings.steps, and the
+    starts reordered winner first.
+    """
+    prior = film_prior(generator)
+    fits = [_Fit(prior, start, settings, optimize_pose, settings.steps) for start in starts]
+    best = 0
+    if len(fits) > 1:
+        for fit in fits:
+            fit.run(generator, camera, target, prior, settings, min(settings.start_steps, settings.steps), progress)
+        best = min(range(len(fits)), key=lambda index: fits[index].losses[-1])
+    winner = fits[best]
+    winner.run(generator, camera, target, prior, settings, settings.steps - len(winner.losses), progress)
+    order = [best] + [index for index in range(len(fits)) if index != best]
+    return winner, starts[order]
+
+
+# ----------------------------------------------------------------------------------- pivotal tuning
+def finetune(generator, camera, target, frequencies, phase_shifts, camera_pos, settings, progress):
+    """Tune a copy of the generator so that the fixed FiLM parameters and camera render target.
+
+    Returns (tuned generator in eval mode, loss curve).
+    """
+    draw = torch.Generator().manual_seed(settings.seed)
+    device = target.device
+    z = torch.randn(LOCALITY_LATENTS, generator.z_dim, generator=draw).to(device)
+    _, poses = cameras.sample_camera_positions(
+        LOCALITY_LATENTS, generator.sample_dist, generator.h_stddev, generator.v_stddev, generator.h_mean,
+        generator.v_mean, 'cpu', generator=draw)
+    poses = poses.to(device)
+    with torch.no_grad():
+        other_film = generator.film_parameters(z, LOCALITY_PSI)
+        originals = [render(generator, other_film[0][i:i + 1], other_film[1][i:i + 1], poses[i:i + 1], camera)
+                     for i in range(LOCALITY_LATENTS)]
+
+    tuned = copy.deepcopy(generator)
+    parameters = []
+    for name, parameter in tuned.named_parameters():
+        trained = not name.startswith(MAPPING_PREFIX)  # the mapping network is unused: FiLM parameters are given
+        parameter.requires_grad_(trained)
+        if trained:
+            parameters.append(parameter)
+    optimizer = torch.optim.Adam(parameters, lr=settings.finetune_lr)
+    losses = []
+    for step in range(settings.finetune_steps):
+        image = render(tuned, frequencies, phase_shifts, camera_pos, camera)
+        loss = reconstruction_loss(image, target, settings.ssim_weight)
+        other = step % LOCALITY_LATENTS
+        other_image = render(tuned, other_film[0][other:other + 1], other_film[1][other:other + 1],
+                             poses[other:other + 1], camera)
+        loss = loss + settings.locality_weight * (other_image - originals[other]).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        progress.update(1)
+        progress.set_postfix(loss=f'{loss.item():.4f}', psnr=f'{psnr(image.detach(), target):.2f}')
+    for parameter in tuned.parameters():
+        parameter.requires_grad_(False)
+    return tuned.eval(), losses
+
+
+# ----------------------------------------------------------------------------------- all together
+def invert(generator, camera, target, settings=Settings(), pose=None, optimize_pose=True, progress=True):
+    """Invert target [1, 3, N, N] (in [-1, 1], N = generator.img_size).
+
+    Args:
+        camera: {'fov', 'ray_start', 'ray_end'} (the config's camera section).
+        pose: None (search the pose grid) or a known (phi, theta) to start from.
+        optimize_pose: optimise the camera (always when pose is None).
+        progress: show a tqdm bar.
+    Returns:
+        Result. The generator's own weights are never changed.
+    """
+    device = target.device
+    optimize_pose = optimize_pose or pose is None
+    prior = film_prior(generator)
+    if pose is None:
+        starts = search_poses(generator, camera, target, prior, settings.pose_starts)
+    else:
+        starts = torch.tensor([pose], dtype=torch.float32, device=device)
+    start_cost = (len(starts) - 1) * min(settings.start_steps, settings.steps) if len(starts) > 1 else 0
+    total = settings.steps + start_cost + settings.finetune_steps
+    requires_grad = [p.requires_grad for p in generator.parameters()]
+    for parameter in generator.parameters():
+        parameter.requires_grad_(False)  # only the latent and camera learn in the fit
+    try:
+        with tqdm(total=total, desc='inverting', unit='step', disable=not progress) as bar:
+            fit, starts = fit_latent(generator, camera, target, starts, settings, optimize_pose, bar)
+            frequencies, phase_shifts = fit.frequencies.detach(), fit.phase_shifts.detach()
+            camera_pos = fit.camera_pos.detach()
+            tuned, finetune_losses = None, []
+            if settings.finetune_steps > 0:
+                bar.set_description('fine-tuning')
+                tuned, finetune_losses = finetune(generator, camera, target, frequencies, phase_shifts, camera_pos,
+                                                  settings, bar)
+    finally:
+        for parameter, flag in zip(generator.parameters(), requires_grad):
+            parameter.requires_grad_(flag)
+    return Result(frequencies, phase_shifts, camera_pos, tuned, fit.losses, finetune_losses, starts)
