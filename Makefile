@@ -31,6 +31,10 @@ DEMO_DATA       ?= data/synthetic_demo
 # training run folder (resumed when present)
 DEMO_RUN        ?= runs/demo
 
+# Idle OpenMP threads sleep instead of spinning, so torch's threads do not collapse when another
+# process shares the cores.
+export OMP_WAIT_POLICY ?= PASSIVE
+
 .PHONY: install test demo demo-train benchmark clean-venv
 
 $(STAMP): requirements.txt
