@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import configs
-from generators import build_generator
+from generators import build_generator, cameras
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Outputs of the released implementation (tests/reference/README.md), or $GRAM_REFERENCE_DIR.
@@ -84,3 +84,26 @@ def make_released_pair(folder, prefix=''):
     torch.save(raw.state_dict(), generator_path)
     save_fake_released_ema(list(shadow.parameters()), os.path.join(folder, f'{prefix}ema.pth'))
     return generator_path, shadow.state_dict()
+
+
+# Views of a known sphere (geometry tests).
+RADIUS = 0.2
+FOV = 30.0
+SIZE = 48
+COLOR = (0.25, 0.5, 0.75)
+
+
+def sphere_views(camera_pos, size=SIZE, fov=FOV, radius=RADIUS, center=(0.0, 0.0, 0.0)):
+    """Exact views (as views.render_views returns them) of an opaque sphere of constant colour COLOR."""
+    cam2world = cameras.look_at_cam2world(cameras.camera_origin_from_pos(camera_pos))
+    directions = cameras.camera_ray_directions(size, fov, 0, size * size, 'cpu')
+    origins, world_directions = cameras.world_rays(cam2world, directions)         # [C, 3], [C, R, 3]
+    offset = origins - torch.tensor(center)                                        # [C, 3]
+    b = (world_directions * offset[:, None, :]).sum(-1)                            # [C, R]
+    c = (offset * offset).sum(-1, keepdim=True) - radius ** 2
+    disc = b * b - c
+    hit = disc > 0
+    depth = torch.where(hit, -b - disc.clamp(min=0).sqrt(), torch.full_like(b, float('nan')))
+    shape = (len(camera_pos), size, size)
+    return {'opacity': hit.float().reshape(shape), 'depth': depth.reshape(shape),
+            'rgb': torch.tensor(COLOR).expand(*shape, 3).clone(), 'cam2world': cam2world}

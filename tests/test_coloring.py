@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import torch
-from test_fusion import COLOR, FOV, RADIUS, sphere_views
+from helpers import COLOR, FOV, RADIUS, sphere_views
 
 from geometry import coloring, fusion, meshing, views
 

@@ -4,31 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import FOV, RADIUS, sphere_views
 
-from generators import cameras
 from geometry import fusion, meshing, views
 
-RADIUS = 0.2
-FOV = 30.0
-SIZE = 48
-COLOR = (0.25, 0.5, 0.75)
 RESOLUTION = 40
-
-
-def sphere_views(camera_pos, size=SIZE, fov=FOV, radius=RADIUS, center=(0.0, 0.0, 0.0)):
-    """Exact views (as views.render_views returns them) of an opaque sphere of constant colour COLOR."""
-    cam2world = cameras.look_at_cam2world(cameras.camera_origin_from_pos(camera_pos))
-    directions = cameras.camera_ray_directions(size, fov, 0, size * size, 'cpu')
-    origins, world_directions = cameras.world_rays(cam2world, directions)         # [C, 3], [C, R, 3]
-    offset = origins - torch.tensor(center)                                        # [C, 3]
-    b = (world_directions * offset[:, None, :]).sum(-1)                            # [C, R]
-    c = (offset * offset).sum(-1, keepdim=True) - radius ** 2
-    disc = b * b - c
-    hit = disc > 0
-    depth = torch.where(hit, -b - disc.clamp(min=0).sqrt(), torch.full_like(b, float('nan')))
-    shape = (len(camera_pos), size, size)
-    return {'opacity': hit.float().reshape(shape), 'depth': depth.reshape(shape),
-            'rgb': torch.tensor(COLOR).expand(*shape, 3).clone(), 'cam2world': cam2world}
 
 
 def all_around(max_step=math.pi / 4):

@@ -1,6 +1,6 @@
 """extract_shapes.py: the demo mesh reproduces the renders; random-weight configs give sane meshes; CLI.
 
-Acceptance (issue 15): for the shipped demo model, from cameras drawn inside its trained pose range
+Acceptance: for the shipped demo model, from cameras drawn inside its trained pose range
 (not the fused grid), the mesh's silhouette matches the object mask with IoU >= 0.85 and its
 front-surface depth matches the rendered depth with a median relative error <= 2%, and no part of
 the mesh floats outside the object. The object mask is the generator's own composited weight
