@@ -28,9 +28,11 @@ from inversion.losses import psnr, ssim
 from inversion.rendering import render
 
 # Defaults (chosen by the measurements in docs/inversion.md).
-DEFAULT_STEPS = 200          # latent + camera steps of the winning start
+DEFAULT_STEPS = 300          # steps of the winning start: the first half on z, the rest on FiLM
 DEFAULT_POSE_STARTS = 2      # grid cameras refined from the pose search
 DEFAULT_START_STEPS = 30     # steps every start runs before the best one is kept
+Z_LR = 0.05                  # Adam lr of z (~N(0, I)) in the first half
+PSI_RAMP = 0.5               # truncation psi ramps 0 -> 1 over this fraction of the z steps
 LATENT_LR = 0.02             # Adam lr of the FiLM parameters (their spread is ~0.2)
 CAMERA_LR = 0.05             # Adam lr of (phi, theta), radians
 SSIM_WEIGHT = 0.05           # weight of 1 - SSIM in the reconstruction loss
@@ -56,6 +58,7 @@ class Settings:
     start_steps: int = DEFAULT_START_STEPS
     finetune_steps: int = 0
     seed: int = 0
+    z_lr: float = Z_LR
     latent_lr: float = LATENT_LR
     camera_lr: float = CAMERA_LR
     ssim_weight: float = SSIM_WEIGHT
@@ -151,28 +154,54 @@ def search_poses(generator, camera, target, prior, count):
 
 # ----------------------------------------------------------------------------------- fitting
 class _Fit:
-    """One start of the latent + camera fit (its parameters, optimiser and loss curve)."""
+    """One start of the fit: its parameters, optimiser and loss curve.
 
-    def __init__(self, prior, camera_pos, settings, optimize_pose, total_steps):
+    Steps [0, z_steps) optimise z [1, z_dim] (from 0) through the mapping network, truncated
+    towards the average with psi = (step + 1) / (PSI_RAMP z_steps) up to 1, so the fit starts at
+    the truncation average; later steps optimise the FiLM parameters themselves from where z left them.
+    """
+
+    def __init__(self, generator, prior, camera_pos, settings, optimize_pose):
+        self.mapping = generator.representation.rf_network.mapping_network
+        self.prior = prior
+        self.z_steps = settings.steps // 2
+        self.total_steps = settings.steps
+        self.z = torch.zeros(1, generator.z_dim, device=camera_pos.device, requires_grad=True)
         self.frequencies = prior.mean_frequencies.clone().requires_grad_(True)
         self.phase_shifts = prior.mean_phase_shifts.clone().requires_grad_(True)
         self.camera_pos = camera_pos.reshape(1, 2).clone().requires_grad_(optimize_pose)
-        groups = [{'params': [self.frequencies, self.phase_shifts], 'lr': settings.latent_lr}]
+        groups = [{'params': [self.z], 'lr': settings.z_lr},
+                  {'params': [self.frequencies, self.phase_shifts], 'lr': settings.latent_lr}]
         if optimize_pose:
             groups.append({'params': [self.camera_pos], 'lr': settings.camera_lr})
         self.optimizer = torch.optim.Adam(groups)
         self.base_lrs = [group['lr'] for group in groups]
-        self.total_steps = total_steps
         self.losses = []
 
-    def run(self, generator, camera, target, prior, settings, steps, progress):
+    def film(self):
+        """The current FiLM parameters (frequencies, phase_shifts) [1, 9 H]."""
+        step = len(self.losses)
+        if step >= self.z_steps:
+            return self.frequencies, self.phase_shifts
+        psi = min(1.0, (step + 1) / (PSI_RAMP * self.z_steps))
+        frequencies, phase_shifts = self.mapping(self.z)
+        return (self.prior.mean_frequencies + psi * (frequencies - self.prior.mean_frequencies),
+                self.prior.mean_phase_shifts + psi * (phase_shifts - self.prior.mean_phase_shifts))
+
+    def run(self, generator, camera, target, settings, steps, progress):
         for _ in range(steps):
+            if len(self.losses) == self.z_steps > 0:  # switch from z to the FiLM parameters
+                with torch.no_grad():
+                    frequencies, phase_shifts = self.mapping(self.z)
+                    self.frequencies.copy_(frequencies)
+                    self.phase_shifts.copy_(phase_shifts)
             decay = 0.5 * (1 + math.cos(math.pi * len(self.losses) / self.total_steps))  # cosine, 1 -> 0
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
                 group['lr'] = base_lr * decay
-            image = render(generator, self.frequencies, self.phase_shifts, self.camera_pos, camera)
+            frequencies, phase_shifts = self.film()
+            image = render(generator, frequencies, phase_shifts, self.camera_pos, camera)
             loss = reconstruction_loss(image, target, settings.ssim_weight)
-            loss = loss + settings.prior_weight * prior_penalty(self.frequencies, self.phase_shifts, prior)
+            loss = loss + settings.prior_weight * prior_penalty(frequencies, phase_shifts, self.prior)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -190,14 +219,14 @@ def fit_latent(generator, camera, target, starts, settings, optimize_pose, progr
     starts reordered winner first.
     """
     prior = film_prior(generator)
-    fits = [_Fit(prior, start, settings, optimize_pose, settings.steps) for start in starts]
+    fits = [_Fit(generator, prior, start, settings, optimize_pose) for start in starts]
     best = 0
     if len(fits) > 1:
         for fit in fits:
-            fit.run(generator, camera, target, prior, settings, min(settings.start_steps, settings.steps), progress)
+            fit.run(generator, camera, target, settings, min(settings.start_steps, settings.steps), progress)
         best = min(range(len(fits)), key=lambda index: fits[index].losses[-1])
     winner = fits[best]
-    winner.run(generator, camera, target, prior, settings, settings.steps - len(winner.losses), progress)
+    winner.run(generator, camera, target, settings, settings.steps - len(winner.losses), progress)
     order = [best] + [index for index in range(len(fits)) if index != best]
     return winner, starts[order]
 
@@ -274,7 +303,7 @@ def invert(generator, camera, target, settings=Settings(), pose=None, optimize_p
     try:
         with tqdm(total=total, desc='inverting', unit='step', disable=not progress) as bar:
             fit, starts = fit_latent(generator, camera, target, starts, settings, optimize_pose, bar)
-            frequencies, phase_shifts = fit.frequencies.detach(), fit.phase_shifts.detach()
+            frequencies, phase_shifts = (value.detach() for value in fit.film())
             camera_pos = fit.camera_pos.detach()
             tuned, finetune_losses = None, []
             if settings.finetune_steps > 0:
