@@ -17,7 +17,8 @@ starts the optimisation there.
 Writes to --output_dir (each file atomically; inversion.pt last):
   inversion.pt        frequencies [1, 9H], phase_shifts [1, 9H], camera_pos [1, 2], config, loss
                       curves, and the fine-tuned generator state_dict when --finetune_steps > 0
-  reconstruction.png  the render at the recovered camera, same size as the input
+  reconstruction.png  the render at the recovered camera, same size as the input (rendered at most
+                      512 px, then resized)
   comparison.png      input | reconstruction | depth (near = bright)
   views.png           input | reconstruction | 3 novel views (yaw -30, yaw +30, 15 degrees higher) | depth
   metrics.json        psnr (dB, 8 bit) and ssim at the model's resolution, camera_pos, steps, wall time
@@ -31,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
@@ -47,6 +49,7 @@ from utils.images import to_uint8, write_png
 PIXEL_MAX = 255.0
 DEPTH_LEVELS = 255             # depth tiles: nearest object depth -> 255
 OPAQUE = 0.5                   # pixels with more compositing weight than this show the object
+MAX_RENDER_SIZE = 512          # pictures are rendered at most this big, then resized to the input's size
 # Novel views of views.png: (phi offset, theta offset) from the recovered camera, radians.
 NOVEL_VIEW_OFFSETS = ((0.0, -math.radians(30)), (0.0, math.radians(30)), (-math.radians(15), 0.0))
 OUTPUT_FILES = ('inversion.pt', 'reconstruction.png', 'comparison.png', 'views.png', 'metrics.json')
@@ -82,6 +85,13 @@ def depth_tile(depth, opacity):
         tile[solid] = (far - depth[solid]) / max(float(far - near), 1e-12) * 0.8 + 0.2  # objects never black
     pixels = (tile.clamp(0, 1) * DEPTH_LEVELS).round().to(torch.uint8).numpy()
     return np.repeat(pixels[..., None], 3, axis=-1)
+
+
+def resized(pixels, size):
+    """uint8 [n, n, 3] -> [size, size, 3] (Lanczos; unchanged when already that size)."""
+    if pixels.shape[0] == size:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.LANCZOS))
 
 
 def image_metrics(image, target):
@@ -122,7 +132,6 @@ def run(args):
     pose = parse_pose(args.pose) if args.pose is not None else None
     check_output_dir(args.output_dir)
     device = resolve_device(args.device)
-    torch.manual_seed(args.seed)
 
     # Model and image.
     generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
@@ -138,24 +147,25 @@ def run(args):
                              optimize_pose=bool(args.optimize_pose) or pose is None)
     renderer = result.generator or generator
     size = input_pixels.shape[0]
+    render_size = min(size, MAX_RENDER_SIZE)
     with torch.no_grad():
         model_view = render(renderer, result.frequencies, result.phase_shifts, result.camera_pos, camera)
         view, depth, opacity = render(renderer, result.frequencies, result.phase_shifts, result.camera_pos, camera,
-                                      size, with_depth=True)
+                                      render_size, with_depth=True)
         novel = [render(renderer, result.frequencies, result.phase_shifts,
-                        result.camera_pos + torch.tensor([offset], device=device), camera, size)
+                        result.camera_pos + torch.tensor([offset], device=device), camera, render_size)
                  for offset in NOVEL_VIEW_OFFSETS]
     psnr, ssim = image_metrics(model_view, target)
-    reconstruction = to_uint8(view[0], rounding='round')
-    depth_pixels = depth_tile(depth[0].cpu(), opacity[0].cpu())
-    novel_pixels = [to_uint8(image[0], rounding='round') for image in novel]
+    reconstruction = resized(to_uint8(view[0], rounding='round'), size)
+    depth_pixels = resized(depth_tile(depth[0].cpu(), opacity[0].cpu()), size)
+    novel_pixels = [resized(to_uint8(image[0], rounding='round'), size) for image in novel]
     phi, theta = result.camera_pos[0].tolist()
     metrics = {
         'psnr': psnr, 'ssim': ssim, 'resolution': generator.img_size,
         'camera_pos': [phi, theta], 'camera_pos_degrees': [math.degrees(phi), math.degrees(theta)],
-        'pose_starts': result.starts.tolist(), 'optimize_pose': bool(args.optimize_pose) or pose is None,
+        'start_cameras': result.starts.tolist(), 'optimize_pose': bool(args.optimize_pose) or pose is None,
         'steps': args.steps, 'start_steps': settings.start_steps if len(result.starts) > 1 else 0,
-        'finetune_steps': args.finetune_steps, 'final_loss': result.losses[-1],
+        'finetune_steps': args.finetune_steps, 'seed': args.seed, 'final_loss': result.losses[-1],
         'wall_time_s': time.time() - started, 'device': str(device),
     }
 

@@ -1,18 +1,22 @@
 """Invert an image: find FiLM parameters and a camera whose render matches it (docs/inversion.md).
 
 1. Pose search (when the camera is unknown): the truncation-average subject (psi 0) is rendered at
-   POSE_SEARCH_SIZE px from a grid of cameras covering the config's pose distribution, and the
-   `pose_starts` cameras whose renders are closest to the target (pixel MSE) become starts.
-2. Fit: Adam on (frequencies, phase_shifts) [1, 9 H], starting from the truncation average, and on
-   camera_pos [1, 2] = (phi, theta), with a cosine learning-rate decay over `steps`. Every start
-   runs the first `start_steps` steps; the one with the lowest loss continues to `steps`.
-   Loss = MSE + ssim_weight (1 - SSIM) + prior_weight * mean(((w - mean) / std)^2), where mean and
-   std are the FiLM statistics of the truncation latents (the prior keeps the subject plausible
-   from other views).
-3. Pivotal tuning (`finetune_steps` > 0): the FiLM parameters and camera stay fixed and the
-   generator's weights are tuned on the same loss, plus locality_weight * MSE between the tuned
-   and the original generator's renders of LOCALITY_LATENTS other subjects (seeded by `seed`),
-   which keeps the rest of the latent space intact.
+   POSE_SEARCH_SIZE px from cameras every POSE_GRID_STEP over the config's trained pose range
+   (geometry.views), and the `pose_starts` cameras whose renders are closest to the target
+   (pixel MSE) become starts.
+2. Fit, from the truncation average, with Adam and a cosine learning-rate decay over `steps`; the
+   camera_pos [1, 2] = (phi, theta) is optimised throughout (unless fixed by the caller):
+   - first half: z [1, z_dim] (from 0) through the mapping network, truncated towards the
+     average with a psi that ramps from ~0 to 1 (so the subject stays one the generator makes
+     while the camera settles);
+   - second half: the FiLM parameters (frequencies, phase_shifts) [1, 9 H] themselves.
+   Every start runs the first `start_steps` steps; the one with the lowest loss continues.
+   Loss = MSE + ssim_weight (1 - SSIM) + prior_weight * mean(((w - mean) / std)^2), with mean and
+   std the FiLM statistics of the truncation latents.
+3. Pivotal tuning (`finetune_steps` > 0): the FiLM parameters and camera stay fixed and a copy of
+   the generator (all but the unused mapping network) is tuned on the same loss, plus
+   locality_weight * MSE between the tuned and the original generator's renders of
+   LOCALITY_LATENTS other subjects (seeded by `seed`), which keeps the rest of the latent space intact.
 """
 import copy
 import dataclasses
@@ -24,6 +28,7 @@ from tqdm import tqdm
 
 from generators import cameras
 from generators.generators import TRUNCATION_NUM_Z, TRUNCATION_SEED
+from geometry import views
 from inversion.losses import psnr, ssim
 from inversion.rendering import render
 
@@ -37,7 +42,7 @@ LATENT_LR = 0.02             # Adam lr of the FiLM parameters (their spread is ~
 CAMERA_LR = 0.05             # Adam lr of (phi, theta), radians
 SSIM_WEIGHT = 0.05           # weight of 1 - SSIM in the reconstruction loss
 PRIOR_WEIGHT = 1e-3          # weight of the FiLM prior (mean squared z-score)
-FINETUNE_LR = 3e-4           # Adam lr of the generator weights in pivotal tuning
+FINETUNE_LR = 1e-4           # Adam lr of the generator weights in pivotal tuning
 LOCALITY_WEIGHT = 1.0        # weight of the locality regulariser of pivotal tuning
 LOCALITY_LATENTS = 4         # other subjects the locality regulariser keeps intact
 LOCALITY_PSI = 0.7           # their truncation (the renders users make)
@@ -45,8 +50,6 @@ LOCALITY_PSI = 0.7           # their truncation (the renders users make)
 MAPPING_PREFIX = 'representation.rf_network.mapping_network.'  # parameters pivotal tuning leaves alone
 
 POSE_GRID_STEP = math.radians(10)   # spacing of the pose-search grid
-POSE_GRID_DRAWS = 10000             # cameras drawn to find the pose distribution's range
-POSE_GRID_QUANTILE = 0.02           # grid spans the quantiles [q, 1 - q] of each angle
 POSE_SEARCH_SIZE = 16               # render side of the pose search, pixels
 
 
@@ -118,26 +121,11 @@ def reconstruction_loss(image, target, ssim_weight):
 
 
 # ----------------------------------------------------------------------------------- pose search
-@torch.no_grad()
 def pose_grid(generator):
-    """Cameras [P, 2] = (phi, theta) every ~POSE_GRID_STEP over the generator's pose distribution.
-
-    The range of each angle is its [q, 1 - q] quantile range over POSE_GRID_DRAWS seeded draws of
-    the distribution (generators.cameras.sample_camera_positions), so every sample_dist works; a
-    fixed distribution gives its one camera.
-    """
-    draws = torch.Generator().manual_seed(0)
-    _, poses = cameras.sample_camera_positions(
-        POSE_GRID_DRAWS, generator.sample_dist, generator.h_stddev, generator.v_stddev, generator.h_mean,
-        generator.v_mean, 'cpu', generator=draws)
-    levels = torch.tensor([POSE_GRID_QUANTILE, 1 - POSE_GRID_QUANTILE])
-    axes = []
-    for column in range(2):
-        low, high = torch.quantile(poses[:, column].double(), levels.double()).tolist()
-        count = max(1, math.ceil((high - low) / POSE_GRID_STEP) + 1)
-        axes.append(torch.linspace(low, high, count) if count > 1 else torch.tensor([(low + high) / 2]))
-    phis, thetas = torch.meshgrid(axes[0], axes[1], indexing='ij')
-    return torch.stack([phis, thetas], dim=-1).reshape(-1, 2).float()
+    """Cameras [P, 2] = (phi, theta) at most POSE_GRID_STEP apart over the generator's trained pose
+    range (geometry.views.pose_range / pose_grid, the cameras extract_shapes.py fuses)."""
+    prior = {key: getattr(generator, key) for key in ('sample_dist', 'h_mean', 'h_stddev', 'v_mean', 'v_stddev')}
+    return views.pose_grid(*views.pose_range(prior), POSE_GRID_STEP)
 
 
 @torch.no_grad()
@@ -156,9 +144,9 @@ def search_poses(generator, camera, target, prior, count):
 class _Fit:
     """One start of the fit: its parameters, optimiser and loss curve.
 
-    Steps [0, z_steps) optimise z [1, z_dim] (from 0) through the mapping network, truncated
-    towards the average with psi = (step + 1) / (PSI_RAMP z_steps) up to 1, so the fit starts at
-    the truncation average; later steps optimise the FiLM parameters themselves from where z left them.
+    Steps [0, z_steps) (z_steps = steps // 2) optimise z [1, z_dim] (from 0) through the mapping
+    network, truncated towards the average with psi = min(1, (step + 1) / (PSI_RAMP z_steps)); later
+    steps optimise the FiLM parameters themselves from where z left them.
     """
 
     def __init__(self, generator, prior, camera_pos, settings, optimize_pose):
@@ -212,13 +200,12 @@ class _Fit:
             progress.set_postfix(loss=f'{loss.item():.4f}', psnr=f'{psnr(image.detach(), target):.2f}')
 
 
-def fit_latent(generator, camera, target, starts, settings, optimize_pose, progress):
+def fit_latent(generator, camera, target, prior, starts, settings, optimize_pose, progress):
     """Fit FiLM parameters (and the camera) to target [1, 3, N, N] from each start [S, 2].
 
     Returns the winning _Fit (lowest loss after start_steps) run to settings.steps, and the
     starts reordered winner first.
     """
-    prior = film_prior(generator)
     fits = [_Fit(generator, prior, start, settings, optimize_pose) for start in starts]
     best = 0
     if len(fits) > 1:
@@ -295,14 +282,13 @@ def invert(generator, camera, target, settings=Settings(), pose=None, optimize_p
         starts = search_poses(generator, camera, target, prior, settings.pose_starts)
     else:
         starts = torch.tensor([pose], dtype=torch.float32, device=device)
-    start_cost = (len(starts) - 1) * min(settings.start_steps, settings.steps) if len(starts) > 1 else 0
-    total = settings.steps + start_cost + settings.finetune_steps
+    total = settings.steps + (len(starts) - 1) * min(settings.start_steps, settings.steps) + settings.finetune_steps
     requires_grad = [p.requires_grad for p in generator.parameters()]
     for parameter in generator.parameters():
         parameter.requires_grad_(False)  # only the latent and camera learn in the fit
     try:
         with tqdm(total=total, desc='inverting', unit='step', disable=not progress) as bar:
-            fit, starts = fit_latent(generator, camera, target, starts, settings, optimize_pose, bar)
+            fit, starts = fit_latent(generator, camera, target, prior, starts, settings, optimize_pose, bar)
             frequencies, phase_shifts = (value.detach() for value in fit.film())
             camera_pos = fit.camera_pos.detach()
             tuned, finetune_losses = None, []
