@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
 from generators import cameras
-from generators.renderer import DEFAULT_CHUNK_RAYS
+from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS, DEFAULT_CHUNK_RAYS
 from inversion.rendering import render
 from inversion.storage import load_inversion
 from utils import cli
@@ -241,7 +241,8 @@ def parse_args(argv=None):
                         help='yaw half-range of the sweep and grid trajectories, radians (default: released 0.4)')
     parser.add_argument('--batch_size', type=int, default=1, help='frames rendered per forward pass (>= 1)')
     parser.add_argument('--chunk_rays', type=int, default=DEFAULT_CHUNK_RAYS,
-                        help='rays evaluated at once inside a forward pass (lower = less memory)')
+                        help='rays evaluated at once inside a forward pass (lower = less memory; '
+                             f'default: {CPU_CHUNK_RAYS} on a CPU, {ACCELERATOR_CHUNK_RAYS} on a GPU)')
     cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
@@ -249,7 +250,7 @@ def parse_args(argv=None):
 def run(args):
     """Render every seed of `args`; returns the list of files written."""
     for name in ('frames', 'batch_size', 'chunk_rays'):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f'--{name} must be >= 1, got {getattr(args, name)}')
     if args.img_size is not None and args.img_size < 1:
         raise ValueError(f'--img_size must be >= 1, got {args.img_size}')

@@ -22,7 +22,7 @@ from browser.app import DEFAULT_PSI, DEFAULT_ROWS, ROWS_RANGE, ViewerApp
 from browser.frames import FrameRenderer
 from checkpoints.loading import add_generator_arguments, load_generator
 from extract_shapes import DEFAULT_RESOLUTION as DEFAULT_MESH_RESOLUTION
-from generators.renderer import DEFAULT_CHUNK_RAYS
+from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS
 from geometry.fusion import MIN_RESOLUTION as MIN_MESH_RESOLUTION
 from utils import cli
 from utils.device import resolve_device
@@ -50,7 +50,7 @@ def parse_args(argv=None):
                         help=f'initial picture height in pixels ({ROWS_RANGE[0]}-{ROWS_RANGE[1]})')
     parser.add_argument('--chunk_rays', type=int, default=VIEWER_CHUNK_RAYS,
                         help=f'rays evaluated at once (lower = less memory; the render scripts use '
-                             f'{DEFAULT_CHUNK_RAYS})')
+                             f'{CPU_CHUNK_RAYS} on a CPU, {ACCELERATOR_CHUNK_RAYS} on a GPU)')
     parser.add_argument('--mesh_resolution', type=int, default=DEFAULT_MESH_RESOLUTION,
                         help='marching-cubes grid points along the object box of the mesh button '
                              '(extract_shapes.py --resolution)')

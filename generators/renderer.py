@@ -9,9 +9,20 @@ import torch
 
 from generators import cameras, compositing, intersections
 
-# Rays per chunk (per image): bounds memory at any resolution. Small chunks keep the activations
-# cache-sized: a 128 px FFHQ render took 3.5 s in chunks of 128-256 rays vs 6.1 s in chunks of 4096.
-DEFAULT_CHUNK_RAYS = 256
+# Rays per chunk (per image): bounds inference memory at any resolution. On a CPU small chunks keep
+# the activations cache-sized (a 128 px FFHQ render took 3.5 s in chunks of 128-256 rays vs 6.1 s
+# in chunks of 4096); on a GPU every chunk costs kernel launches, so chunks are large there.
+CPU_CHUNK_RAYS = 256
+ACCELERATOR_CHUNK_RAYS = 8192
+DEFAULT_CHUNK_RAYS = None  # chunk_rays=None: the size for the device rendered on (chunk_rays_for)
+
+
+def chunk_rays_for(device, chunk_rays=None):
+    """`chunk_rays` if given, else the default for `device`: CPU_CHUNK_RAYS on the CPU,
+    ACCELERATOR_CHUNK_RAYS on a GPU (CUDA, MPS)."""
+    if chunk_rays is not None:
+        return chunk_rays
+    return CPU_CHUNK_RAYS if torch.device(device).type == 'cpu' else ACCELERATOR_CHUNK_RAYS
 
 
 class ManifoldRenderer:
@@ -57,6 +68,7 @@ class ManifoldRenderer:
             invalid slots, which are never evaluated), 'validity' [B, R, L, 1].
         """
         start, end = pixel_range
+        chunk_rays = chunk_rays_for(cam2world.device, chunk_rays)
         lock_view_dependence = lock_view_dependence or self.lock_view_dependence
         chunks = [self._render_chunk(representation, frequencies, phase_shifts, cam2world, img_size, fov,
                                      ray_start, ray_end, (first, min(first + chunk_rays, end)),
@@ -104,18 +116,27 @@ class ManifoldRenderer:
         """Evaluate the radiance network at valid slots; invalid slots get zeros.
 
         hits [B, R, L, 3], validity [B, R, L, 1], directions [B, R, 3] -> outputs [B, R, L, 4].
+
+        The valid slots of each sample are moved to the front (a stable sort keeps their order)
+        and the batch runs as one call on the first n = max valid count slots [B, n, 3], each
+        sample with its own FiLM parameters: one host-device synchronisation per chunk (for n)
+        instead of one per sample. Slots past a sample's own count are invalid; their outputs
+        are dropped, so they get no gradient.
         """
         B, R, L, _ = hits.shape
         if lock_view_dependence:
             directions = torch.zeros_like(directions)
             directions[..., 2] = -1
-        view_dirs = directions.unsqueeze(2).expand(-1, -1, L, -1)  # [B, R, L, 3]
-        valid = validity.squeeze(-1) > 0                          # [B, R, L]
-        per_sample = []
-        for b in range(B):  # the valid count differs per sample; each has its own FiLM weights
-            out = rf_network.forward_with_frequencies_phase_shifts(
-                hits[b][valid[b]].unsqueeze(0), frequencies[b:b + 1], phase_shifts[b:b + 1],
-                view_dirs[b][valid[b]].unsqueeze(0)).squeeze(0)    # [n_valid, 4]
-            dense = out.new_zeros(R, L, 4).masked_scatter(valid[b].unsqueeze(-1), out)
-            per_sample.append(dense)
-        return torch.stack(per_sample)
+        view_dirs = directions.unsqueeze(2).expand(-1, -1, L, -1).reshape(B, R * L, 3)
+        valid = validity.reshape(B, R * L) > 0
+        counts = valid.sum(dim=1)                                                   # [B]
+        n = int(counts.max())
+        order = torch.argsort(valid.logical_not().to(torch.uint8), dim=1, stable=True)[:, :n]  # [B, n]
+        index = order.unsqueeze(-1)
+        out = rf_network.forward_with_frequencies_phase_shifts(
+            torch.take_along_dim(hits.reshape(B, R * L, 3), index, dim=1), frequencies, phase_shifts,
+            torch.take_along_dim(view_dirs, index, dim=1))                          # [B, n, 4]
+        in_count = torch.arange(n, device=hits.device) < counts.unsqueeze(1)        # [B, n]
+        out = torch.where(in_count.unsqueeze(-1), out, out.new_zeros(()))
+        dense = out.new_zeros(B, R * L, 4).scatter(1, index.expand(-1, -1, 4), out)
+        return dense.reshape(B, R, L, 4)
