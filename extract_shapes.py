@@ -3,6 +3,7 @@
     python extract_shapes.py --generator_file demo/synthetic_demo.pt --seeds 0-3 --output_dir shapes
     python extract_shapes.py --generator_file released/generator.pth --config FFHQ_default \
         --resolution 256 --view_size 128 --format obj
+    python extract_shapes.py --generator_file demo/synthetic_demo.pt --latent inv/inversion.pt --output_dir shapes
 
 GRAM's radiance network is trained only on its manifolds (docs/design.md §2-4), so the density of
 the whole cube is meaningless away from them and a density level set is noise. Instead, for each
@@ -23,6 +24,12 @@ The mesh is closed; its parts no trained camera sees (the back of a face, the un
 are the fused volume's boundary, not real geometry. Writes shape_<seed>.ply (binary PLY with vertex
 colours) or shape_<seed>.obj (--format obj) in --output_dir, and prints how well the mesh reproduces
 the rendered views (mask IoU, median relative depth error). docs/shapes.md has the measurements.
+
+With --latent FILE (the inversion.pt of invert.py) the inverted subject is meshed instead of the
+seeds, into shape_inversion.ply / .obj: its FiLM parameters, the config stored in FILE and, when
+FILE holds them, its fine-tuned weights on top of --generator_file (the base model; --config and
+--psi do not apply). The cameras are the same grid over the trained pose range, not the
+inversion's camera.
 """
 import argparse
 import math
@@ -35,10 +42,12 @@ from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
 from geometry import coloring, fusion, mesh_io, meshing, rasterize, views
+from inversion.storage import FILE_LABEL, load_inversion
 from utils import cli
 from utils.device import resolve_device
 from utils.seeds import latent_for_seed, parse_seeds
 
+DEFAULT_SEEDS = '0'          # --seeds without --latent
 DEFAULT_RESOLUTION = 128     # marching-cubes grid points along the longest side of the object's box
 DEFAULT_VIEW_SIZE = 64       # pixels per side of each fused view
 DEFAULT_VIEW_STEP = 15.0     # degrees between neighbouring fused cameras (azimuth and elevation)
@@ -93,7 +102,11 @@ def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_arguments(parser)
     parser.add_argument('--output_dir', default='shapes', help='folder for shape_<seed>.ply / .obj')
-    parser.add_argument('--seeds', default='0', help="seeds: '0-19', '0,5,9' or '3'")
+    parser.add_argument('--seeds', default=None, help=f"seeds: '0-19', '0,5,9' or '3' (default: {DEFAULT_SEEDS})")
+    parser.add_argument('--latent', default=None,
+                        help=f'inversion.pt of invert.py: mesh that subject instead of --seeds, into '
+                             f'shape_{FILE_LABEL}.<format> (its stored config and fine-tuned weights, if any; '
+                             f'--generator_file is the base model)')
     parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
     parser.add_argument('--resolution', type=int, default=DEFAULT_RESOLUTION,
                         help=f'grid points along the longest side of the object box (>= {fusion.MIN_RESOLUTION})')
@@ -112,7 +125,11 @@ def parse_args(argv=None):
 
 
 def validate(args):
-    """One-line ValueError for bad settings, before anything is loaded."""
+    """One-line errors for bad settings, before anything is loaded; returns the seeds ([] with --latent)."""
+    if args.latent is not None and args.seeds is not None:
+        raise cli.UserError('--latent meshes the inverted subject instead of seeds; drop --seeds')
+    if args.latent is not None and args.config is not None:
+        raise cli.UserError('--latent meshes with the config stored in it; drop --config')
     if not 0 < args.threshold < 1:
         raise ValueError(f'--threshold is an object opacity between 0 and 1 (default '
                          f'{views.DEFAULT_OPACITY_THRESHOLD}), got {args.threshold:g}; density thresholds are retired')
@@ -124,7 +141,9 @@ def validate(args):
         raise ValueError(f'--view_step must be > 0 degrees, got {args.view_step:g}')
     if args.chunk_points < 1:
         raise ValueError(f'--chunk_points must be >= 1, got {args.chunk_points}')
-    return parse_seeds(args.seeds)
+    if args.latent is not None:
+        return []
+    return parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds)
 
 
 def write_identity(generator, config, frequencies, phase_shifts, camera_pos, label, path, args, progress=None):
@@ -145,24 +164,40 @@ def write_identity(generator, config, frequencies, phase_shifts, camera_pos, lab
                f'mask IoU {min(iou):.3f}-{max(iou):.3f}, median depth error {100 * depth_error:.2f}%')
 
 
+@torch.no_grad()
+def load_identities(args, seeds, device):
+    """The EMA generator, its config and the identities to mesh.
+
+    Returns:
+        generator, config, and a list of (label for messages, label for the file name,
+        frequencies [1, 9 H], phase_shifts [1, 9 H]): one per seed, or the inverted subject of --latent.
+    """
+    if args.latent is not None:
+        inverted = load_inversion(args.latent, args.generator_file, device, log=tqdm.write)
+        return inverted.generator, inverted.config, [(FILE_LABEL, FILE_LABEL, inverted.frequencies,
+                                                      inverted.phase_shifts)]
+    generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
+    identities = []
+    for seed in seeds:
+        frequencies, phase_shifts = generator.film_parameters(latent_for_seed(seed, generator.z_dim, device), args.psi)
+        identities.append((f'seed {seed}', seed, frequencies, phase_shifts))
+    return generator, config, identities
+
+
 def run(args):
-    """Extract a mesh for every seed of `args`; returns the paths written."""
+    """Extract a mesh for every seed of `args` (or its --latent subject); returns the paths written."""
     seeds = validate(args)
     device = resolve_device(args.device)
-    generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=tqdm.write)
+    generator, config, identities = load_identities(args, seeds, device)
     camera_pos = fusion_cameras(config, args.view_step)
     tqdm.write(f'fusing {len(camera_pos)} views of {args.view_size} px per identity over the trained pose range; '
                f'{args.resolution} grid points along the object box')
 
     written = []
-    with tqdm(total=len(seeds) * len(camera_pos), desc='rendering views', unit='view') as progress:
-        for seed in seeds:
-            with torch.no_grad():
-                frequencies, phase_shifts = generator.film_parameters(latent_for_seed(seed, generator.z_dim, device),
-                                                                      args.psi)
-            path = os.path.join(args.output_dir, f'shape_{seed}.{args.format}')
-            write_identity(generator, config, frequencies, phase_shifts, camera_pos, f'seed {seed}', path, args,
-                           progress)
+    with tqdm(total=len(identities) * len(camera_pos), desc='rendering views', unit='view') as progress:
+        for label, file_label, frequencies, phase_shifts in identities:
+            path = os.path.join(args.output_dir, f'shape_{file_label}.{args.format}')
+            write_identity(generator, config, frequencies, phase_shifts, camera_pos, label, path, args, progress)
             written.append(path)
     return written
 

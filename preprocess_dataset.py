@@ -45,20 +45,24 @@ from tqdm import tqdm
 
 import configs
 from datasets import DATASETS, DatasetError, PosedImageFolder, eg3d, synthetic
-from datasets.alignment import (  # noqa: F401  (re-exported: the released functions live here)
+from datasets.alignment import (  # noqa: F401  (re-exported: the released functions and readers live here)
+    ALIGNED_SIZE,
     CAT_LANDMARK_WEIGHTS,
     CAT_TEMPLATE,
     FACE_TEMPLATE,
     POS,
     PoseFit,
+    SkipSample,
     align_img_cats,
     align_img_ffhq,
+    fit_pose,
+    read_cat_landmarks,
+    read_ffhq_landmarks,
 )
 from generators.cameras import focal_from_fov, fov_from_focal
 from utils import cli
 from utils.files import atomic_path, atomic_write_text
 
-ALIGNED_SIZE = 256       # FFHQ and Cats crops are T x T
 CARLA_SIZE = 128         # CARLA images are resized to this
 REPORT_NAME = 'preprocess_report.json'
 CATEGORIES = ('ffhq', 'cats', 'carla', 'synthetic', 'posed')
@@ -67,10 +71,6 @@ EXPORT_FORMATS = ('eg3d',)
 # Export: the released config whose dataset class reads a category and whose camera was trained
 # on it (fov at global.img_size); synthetic and posed folders carry their own camera file.
 EXPORT_CONFIGS = {'ffhq': 'FFHQ_default', 'cats': 'CATS_default', 'carla': 'CARLA_default'}
-
-
-class SkipSample(Exception):
-    """A raw sample that cannot be used; the message is the reason written to the report."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -85,38 +85,6 @@ def read_image(path):
             return img.convert('RGB')
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise SkipSample(f'unreadable image {path} ({error})') from error
-
-
-def read_ffhq_landmarks(path, height):
-    """lm5p/<name>.txt: 5 rows "x y" in image coordinates -> [5, 2] with y pointing up."""
-    if not os.path.exists(path):
-        raise SkipSample(f'missing landmarks {path}')
-    try:
-        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as error:
-        raise SkipSample(f'garbled landmarks {path} ({error})') from error
-    if points.shape != (5, 2) or not np.isfinite(points).all():
-        raise SkipSample(f'garbled landmarks {path} (expected 5 finite rows "x y", got shape {points.shape})')
-    points[:, 1] = height - 1 - points[:, 1]
-    return points
-
-
-def read_cat_landmarks(path, height):
-    """<name>.jpg.cat: "9 x0 y0 ... x8 y8" -> [9, 2] with y pointing up (y' = height - y)."""
-    if not os.path.exists(path):
-        raise SkipSample(f'missing landmarks {path}')
-    with open(path) as handle:
-        fields = handle.read().split()
-    try:
-        values = np.array([float(field) for field in fields])
-    except ValueError as error:
-        raise SkipSample(f'garbled landmarks {path} ({error})') from error
-    num_points = len(CAT_TEMPLATE)
-    if len(values) != 1 + 2 * num_points or values[0] != num_points or not np.isfinite(values).all():
-        raise SkipSample(f'garbled landmarks {path} (expected "{num_points}" then {2 * num_points} numbers)')
-    points = values[1:].reshape(num_points, 2)
-    points[:, 1] = height - points[:, 1]
-    return points
 
 
 def check_ffhq_pose(path):
@@ -142,17 +110,6 @@ def read_carla_extrinsics(path):
     if matrix.shape not in ((3, 4), (4, 4)) or not np.isfinite(matrix).all():
         raise SkipSample(f'garbled pose {path} (expected a finite 3x4 or 4x4 matrix, got shape {matrix.shape})')
     return matrix
-
-
-def fit_pose(landmarks, cate):
-    """POS on y-up landmarks; a fit that is not finite (degenerate landmarks) raises SkipSample."""
-    template = CAT_TEMPLATE if cate == 'cats' else FACE_TEMPLATE
-    with np.errstate(invalid='ignore', divide='ignore'):
-        pos = POS(landmarks, template, cate=cate)
-    values = [pos.yaw, pos.pitch, pos.roll, pos.scale, *pos.translate]
-    if not np.isfinite(values).all() or pos.scale <= 0:
-        raise SkipSample('degenerate landmarks (pose fit is not finite)')
-    return pos
 
 
 # ------------------------------------------------------------------------------------------

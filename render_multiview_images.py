@@ -47,7 +47,7 @@ from checkpoints.loading import add_generator_arguments, load_generator
 from generators import cameras
 from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS, DEFAULT_CHUNK_RAYS
 from inversion.rendering import render
-from inversion.storage import load_inversion
+from inversion.storage import FILE_LABEL, load_inversion
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_path, check_writable_folder
@@ -65,7 +65,6 @@ OBJECT_DATASETS = ('CARLA', 'PosedImageFolder')  # dataset classes rendered as o
 TRAJECTORIES = ('released', 'sweep', 'orbit', 'grid')
 DEPTH_LEVELS = 255                # 8-bit depth frames: nearest depth -> 255
 MIN_DEPTH_SPAN = 1e-12            # guards the normalisation when all depths are equal
-LATENT_LABEL = 'inversion'        # file-name label of the --latent subject (in place of the seed)
 
 
 # ----------------------------------------------------------------------------------- cameras
@@ -271,7 +270,7 @@ def run(args):
     else:
         inverted = load_inversion(args.latent, args.generator_file, device, log=tqdm.write)
         generator, config = inverted.generator, inverted.config
-        subjects = [(LATENT_LABEL, None)]
+        subjects = [(FILE_LABEL, None)]
     family = camera_family(config)
     camera = {'fov': family['fov'], 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
     img_size = args.img_size or generator.img_size

@@ -2,6 +2,7 @@
 
     python viewer.py --generator_file demo/synthetic_demo.pt
     python viewer.py --generator_file released/generator.pth --config FFHQ_default --port 8080
+    python viewer.py --generator_file demo/synthetic_demo.pt --latent inv/inversion.pt
     # on a remote machine: ssh -L 8080:localhost:8080 host, then open http://localhost:8080
 
 Serves a page on localhost (viser: a Python server with a bundled three.js client, no internet
@@ -13,6 +14,11 @@ latest camera, so no stale frame is queued. Controls: seed, a second seed and th
 truncation psi, view (rgb / depth / composited weight), resolution, fov, locked view dependence,
 and buttons that save the current frame (PNG), an orbit video (MP4) and the mesh (PLY, also shown
 in the scene) to --output_dir and offer them as downloads. docs/viewer.md has the details.
+
+With --latent FILE (the inversion.pt of invert.py) the page opens on the inverted subject at its
+recovered camera; a checkbox switches to the seeds. The generator is then the inversion's: the
+config stored in FILE and, when FILE holds them, its fine-tuned weights on top of
+--generator_file (the base model; --config does not apply).
 """
 import argparse
 import sys
@@ -24,6 +30,7 @@ from checkpoints.loading import add_generator_arguments, load_generator
 from extract_shapes import DEFAULT_RESOLUTION as DEFAULT_MESH_RESOLUTION
 from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS
 from geometry.fusion import MIN_RESOLUTION as MIN_MESH_RESOLUTION
+from inversion.storage import load_inversion
 from utils import cli
 from utils.device import resolve_device
 
@@ -38,7 +45,8 @@ def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_arguments(parser)
     parser.add_argument('--latent', default=None,
-                        help="an inversion's latent (invert.py's D/inversion.pt) to show instead of a seed")
+                        help="inversion.pt of invert.py: open on that subject at its camera (its stored config "
+                             "and fine-tuned weights, if any; --generator_file is the base model)")
     parser.add_argument('--port', type=int, default=8080,
                         help='port to serve on (the next free one if taken; 0: any free port)')
     parser.add_argument('--host', default='127.0.0.1',
@@ -72,19 +80,32 @@ def check_args(args):
         raise ValueError(f'--chunk_rays must be >= 1, got {args.chunk_rays}')
     if args.mesh_resolution < MIN_MESH_RESOLUTION:
         raise ValueError(f'--mesh_resolution must be >= {MIN_MESH_RESOLUTION}, got {args.mesh_resolution}')
+    if args.latent is not None and args.config is not None:
+        raise cli.UserError('--latent shows the subject with the config stored in it; drop --config')
 
 
-def load_latent(path):
-    """FiLM parameters and camera of an inversion file: ((frequencies, phase_shifts), camera_pos)."""
-    raise ValueError(f"cannot read --latent '{path}': the inversion loader (inversion/) is not available yet")
+def load_subject(args, device):
+    """The generator to explore and the --latent subject.
+
+    Returns:
+        (generator, config, latent, camera_pos). Without --latent: the EMA generator of
+        --generator_file / --config, latent and camera_pos None. With it: the inversion's generator
+        and config, latent = (frequencies, phase_shifts) [1, 9 H] and camera_pos = (phi, theta) in
+        radians, its recovered camera.
+    """
+    if args.latent is None:
+        generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=print)
+        return generator, config, None, None
+    inverted = load_inversion(args.latent, args.generator_file, device, log=print)
+    camera_pos = tuple(float(angle) for angle in inverted.camera_pos[0])
+    return inverted.generator, inverted.config, (inverted.frequencies, inverted.phase_shifts), camera_pos
 
 
 def start_viewer(args):
     """Load the generator and start serving; returns the running ViewerApp."""
     check_args(args)
     device = resolve_device(args.device)
-    generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=print)
-    latent, camera_pos = (None, None) if args.latent is None else load_latent(args.latent)
+    generator, config, latent, camera_pos = load_subject(args, device)
     renderer = FrameRenderer(generator, config, latent, args.chunk_rays)
     return ViewerApp(renderer, config, args.output_dir, args.host, args.port, camera_pos, args.seed,
                      args.resolution, args.psi, args.mesh_resolution)

@@ -1,4 +1,6 @@
-"""Pose fitting (POS) and alignment crops of the released preprocessing (docs/design.md §8).
+"""Landmark files, pose fitting (POS) and alignment crops of the released preprocessing (docs/design.md §8).
+
+Used by preprocess_dataset.py (whole raw datasets) and inversion/images.py (one raw photo).
 
 Coordinates: landmarks passed to :func:`POS` are 2D image points with the y axis flipped to
 point up (FFHQ: y' = height - 1 - y, Cats: y' = height - y). Templates are 3D points in the
@@ -8,6 +10,7 @@ takes the log of zero.
 """
 import collections
 import math
+import os
 
 import numpy as np
 from PIL import Image
@@ -52,6 +55,8 @@ FFHQ_RESCALE_PIXELS = 95
 # Cats crop: the square crop has half-size CAT_CROP_HALF_SIZE * scale (template units).
 CAT_CROP_HALF_SIZE = 15
 
+ALIGNED_SIZE = 256  # FFHQ and Cats crops are T x T
+
 PoseFit = collections.namedtuple('PoseFit', ['yaw', 'pitch', 'roll', 'translate', 'scale'])
 PoseFit.__doc__ = """Result of :func:`POS` (the released outputs, in this order).
 
@@ -59,6 +64,42 @@ yaw, pitch: camera angles in radians (pi/2, pi/2 = frontal); roll: in-plane angl
 translate: array [2] = (tx, ty), the template origin in y-up image coordinates;
 scale: pixels per template unit.
 """
+
+
+class SkipSample(Exception):
+    """A raw sample that cannot be used; the message is the reason (preprocess_dataset.py writes it to its report)."""
+
+
+def read_ffhq_landmarks(path, height):
+    """lm5p/<name>.txt: 5 rows "x y" in image coordinates -> [5, 2] with y pointing up."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing landmarks {path}')
+    try:
+        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise SkipSample(f'garbled landmarks {path} ({error})') from error
+    if points.shape != (5, 2) or not np.isfinite(points).all():
+        raise SkipSample(f'garbled landmarks {path} (expected 5 finite rows "x y", got shape {points.shape})')
+    points[:, 1] = height - 1 - points[:, 1]
+    return points
+
+
+def read_cat_landmarks(path, height):
+    """<name>.jpg.cat: "9 x0 y0 ... x8 y8" -> [9, 2] with y pointing up (y' = height - y)."""
+    if not os.path.exists(path):
+        raise SkipSample(f'missing landmarks {path}')
+    with open(path) as handle:
+        fields = handle.read().split()
+    try:
+        values = np.array([float(field) for field in fields])
+    except ValueError as error:
+        raise SkipSample(f'garbled landmarks {path} ({error})') from error
+    num_points = len(CAT_TEMPLATE)
+    if len(values) != 1 + 2 * num_points or values[0] != num_points or not np.isfinite(values).all():
+        raise SkipSample(f'garbled landmarks {path} (expected "{num_points}" then {2 * num_points} numbers)')
+    points = values[1:].reshape(num_points, 2)
+    points[:, 1] = height - points[:, 1]
+    return points
 
 
 def _normalize(v):
@@ -135,11 +176,22 @@ def POS(xp, x, cate=None):
     return PoseFit(float(yaw), float(pitch), float(roll), translate, float(scale))
 
 
+def fit_pose(landmarks, cate):
+    """POS on y-up landmarks; a fit that is not finite (degenerate landmarks) raises SkipSample."""
+    template = CAT_TEMPLATE if cate == 'cats' else FACE_TEMPLATE
+    with np.errstate(invalid='ignore', divide='ignore'):
+        pos = POS(landmarks, template, cate=cate)
+    values = [pos.yaw, pos.pitch, pos.roll, pos.scale, *pos.translate]
+    if not np.isfinite(values).all() or pos.scale <= 0:
+        raise SkipSample('degenerate landmarks (pose fit is not finite)')
+    return pos
+
+
 def _as_pil(img):
     return img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
 
 
-def align_img_ffhq(img, pos, target_size=256):
+def align_img_ffhq(img, pos, target_size=ALIGNED_SIZE):
     """Scale and crop a face image around its POS fit (released FFHQ alignment).
 
     Args:
@@ -171,7 +223,7 @@ def align_img_ffhq(img, pos, target_size=256):
     return Image.fromarray(np.ascontiguousarray(crop))
 
 
-def align_img_cats(img, pos, target_size=256):
+def align_img_cats(img, pos, target_size=ALIGNED_SIZE):
     """Crop a cat image around its POS fit with the roll removed (released Cats alignment).
 
     Args:

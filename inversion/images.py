@@ -9,15 +9,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-import preprocess_dataset
-from datasets.alignment import align_img_cats, align_img_ffhq
+from datasets.alignment import (
+    ALIGNED_SIZE,
+    SkipSample,
+    align_img_cats,
+    align_img_ffhq,
+    fit_pose,
+    read_cat_landmarks,
+    read_ffhq_landmarks,
+)
 from utils.cli import UserError
 
 PIXEL_MAX = 255.0
 # Alignment per dataset class: (landmark reader, POS category, crop function).
 ALIGNMENTS = {
-    'FFHQ': (preprocess_dataset.read_ffhq_landmarks, 'ffhq', align_img_ffhq),
-    'CATS': (preprocess_dataset.read_cat_landmarks, 'cats', align_img_cats),
+    'FFHQ': (read_ffhq_landmarks, 'ffhq', align_img_ffhq),
+    'CATS': (read_cat_landmarks, 'cats', align_img_cats),
 }
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
@@ -54,10 +61,10 @@ def align(image, landmarks_path, config):
     reader, cate, crop = ALIGNMENTS[dataset]
     try:
         landmarks = reader(landmarks_path, image.size[1])
-        pose = preprocess_dataset.fit_pose(landmarks, cate)
-    except preprocess_dataset.SkipSample as error:
+        pose = fit_pose(landmarks, cate)
+    except SkipSample as error:
         raise UserError(f'cannot align the image: {error}') from None
-    return crop(image, pose, target_size=preprocess_dataset.ALIGNED_SIZE)
+    return crop(image, pose, target_size=ALIGNED_SIZE)
 
 
 def load_target(path, config, landmarks_path=None):

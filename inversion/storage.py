@@ -27,6 +27,7 @@ from utils.files import atomic_torch_save
 FORMAT = 'gram-inversion'
 VERSION = 1
 REQUIRED_KEYS = ('frequencies', 'phase_shifts', 'camera_pos', 'config')
+FILE_LABEL = 'inversion'  # names an inverted subject's output files where a seed would (grid_inversion.gif, ...)
 
 Inversion = collections.namedtuple('Inversion', ['generator', 'config', 'frequencies', 'phase_shifts', 'camera_pos'])
 Inversion.__doc__ = """An inverted subject ready to render: the generator (fine-tuned weights applied when the
@@ -61,7 +62,10 @@ def read_inversion(path):
         raise FileNotFoundError(f"inversion file '{path}' not found; pass the inversion.pt that invert.py wrote")
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False, which an inversion file never needs
+        raise ValueError(f"cannot read '{path}' as an inversion file (not a torch file of plain tensors and "
+                         f"values); pass the inversion.pt that invert.py wrote") from None
+    except (RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"cannot read '{path}' as an inversion file ({str(error).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise ValueError(f"'{path}' is not an inversion file (no format '{FORMAT}'); pass invert.py's inversion.pt")

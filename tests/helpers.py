@@ -10,6 +10,8 @@ from PIL import Image
 
 import configs
 from generators import build_generator, cameras
+from inversion import optimize
+from inversion.storage import inversion_payload, save_inversion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Outputs of the released implementation (tests/reference/README.md), or $GRAM_REFERENCE_DIR.
@@ -107,3 +109,28 @@ def sphere_views(camera_pos, size=SIZE, fov=FOV, radius=RADIUS, center=(0.0, 0.0
     shape = (len(camera_pos), size, size)
     return {'opacity': hit.float().reshape(shape), 'depth': depth.reshape(shape),
             'rgb': torch.tensor(COLOR).expand(*shape, 3).clone(), 'cam2world': cam2world}
+
+
+def write_inversion(path, config, frequencies, phase_shifts, camera_pos, generator=None):
+    """Save an inversion file as invert.py does (inversion.storage) holding FiLM parameters [1, 9 H],
+    camera_pos [1, 2] and, when `generator` is given, its weights as the fine-tuned ones; returns the path."""
+    result = optimize.Result(frequencies, phase_shifts, camera_pos, generator, [], [], camera_pos)
+    save_inversion(inversion_payload(result, config), str(path))
+    return str(path)
+
+
+def read_ply(path):
+    """Minimal reader for the files geometry.mesh_io.write_ply produces -> (vertices, faces, colors)."""
+    data = path.read_bytes()
+    header, body = data.split(b'end_header\n', 1)
+    lines = header.decode('ascii').splitlines()
+    assert lines[:2] == ['ply', 'format binary_little_endian 1.0']
+    num_vertices = int(next(line for line in lines if line.startswith('element vertex')).split()[-1])
+    num_faces = int(next(line for line in lines if line.startswith('element face')).split()[-1])
+    vertex_type = np.dtype([('xyz', '<f4', (3,)), ('rgb', 'u1', (3,))])
+    face_type = np.dtype([('count', 'u1'), ('indices', '<i4', (3,))])
+    vertices = np.frombuffer(body, vertex_type, num_vertices)
+    faces = np.frombuffer(body, face_type, num_faces, offset=num_vertices * vertex_type.itemsize)
+    assert len(body) == num_vertices * vertex_type.itemsize + num_faces * face_type.itemsize
+    assert (faces['count'] == 3).all()
+    return vertices['xyz'], faces['indices'], vertices['rgb']

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, read_ply, write_inversion
 
 import configs
 import extract_shapes
@@ -36,6 +36,10 @@ MAX_RADIUS = 0.5           # sane bounds: the subject stays well inside the came
 RANDOM_FACE_THRESHOLD = 0.3  # random FFHQ / Cats weights composite a smooth object opacity of 0.3-0.5
 TINY_THRESHOLD = 0.05     # random TINY_test weights composite to an object opacity of at most ~0.08
 TINY_ARGS = ['--resolution', '16', '--view_size', '12', '--view_step', '60', '--device', 'cpu']
+SMALL_ARGS = ['--resolution', '24', '--view_size', '16', '--view_step', '30', '--device', 'cpu']  # fast demo meshes
+LATENT_SEED = 2            # the demo seed stored as an inversion
+LATENT_CAMERA = (1.0, 1.5)  # (phi, theta) stored with it; meshing does not use it
+VERTEX_TOLERANCE = 1e-6    # world units between the vertices of its --latent and --seeds meshes
 
 
 def random_cameras(generator_kwargs, count, seed):
@@ -148,9 +152,40 @@ def test_cli_failed_seed_is_named_and_writes_nothing(tiny_generator_file, tmp_pa
     (['--view_size', '2'], '--view_size must be >='),
     (['--view_step', '0'], '--view_step must be > 0'),
     (['--seeds', '3-1'], "invalid seeds '3-1'"),
+    (['--latent', 'inversion.pt', '--seeds', '1'], '--latent meshes the inverted subject instead of seeds; drop --seeds'),
+    (['--latent', 'inversion.pt', '--config', 'SYNTHETIC_demo'], '--latent meshes with the config stored in it'),
 ])
 def test_cli_checks_arguments_before_loading(tmp_path, capsys, flags, message):
     missing = str(tmp_path / 'missing.pt')  # never read: the arguments fail first
     assert extract_shapes.main(['--generator_file', missing, '--output_dir', str(tmp_path)] + flags) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith(f'error: {message}') and len(error.splitlines()) == 1
+
+
+def test_cli_latent_meshes_the_inverted_subject_like_its_seed(tmp_path):
+    generator, config = load_generator(DEMO_MODEL)
+    with torch.no_grad():
+        frequencies, phase_shifts = generator.film_parameters(latent_for_seed(LATENT_SEED, generator.z_dim, 'cpu'),
+                                                              DEMO_PSI)
+    latent = write_inversion(tmp_path / 'inversion.pt', config, frequencies, phase_shifts, torch.tensor([LATENT_CAMERA]))
+    base = ['--generator_file', DEMO_MODEL, '--output_dir', str(tmp_path / 'shapes')] + SMALL_ARGS
+    assert extract_shapes.main(base + ['--seeds', str(LATENT_SEED)]) == 0
+    assert extract_shapes.main(base + ['--latent', latent]) == 0
+    assert sorted(os.listdir(tmp_path / 'shapes')) == [f'shape_{LATENT_SEED}.ply', 'shape_inversion.ply']
+    seed_vertices, seed_faces, seed_colors = read_ply(tmp_path / 'shapes' / f'shape_{LATENT_SEED}.ply')
+    vertices, faces, colors = read_ply(tmp_path / 'shapes' / 'shape_inversion.ply')
+    assert len(vertices) == len(seed_vertices) > 0
+    np.testing.assert_allclose(vertices, seed_vertices, rtol=0, atol=VERTEX_TOLERANCE)
+    np.testing.assert_array_equal(faces, seed_faces)
+    np.testing.assert_array_equal(colors, seed_colors)
+
+
+def test_cli_unreadable_latent_is_one_line_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / 'garbage.pt').write_bytes(b'not an inversion')
+    output_dir = tmp_path / 'shapes'
+    for latent, message in ((tmp_path / 'garbage.pt', 'as an inversion file'), (tmp_path / 'missing.pt', 'not found')):
+        assert extract_shapes.main(['--generator_file', DEMO_MODEL, '--latent', str(latent),
+                                    '--output_dir', str(output_dir)] + SMALL_ARGS) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith('error: ') and message in error and len(error.splitlines()) == 1, error
+    assert not output_dir.exists()

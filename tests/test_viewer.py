@@ -6,6 +6,7 @@ The browser test needs Debian's chromium and chromium-driver (.ci/run installs t
 skipped where they are missing. GRAM_WRITE_SCREENSHOT=path makes it save its first screenshot
 (docs/viewer_screenshot.png is made that way).
 """
+import copy
 import io
 import math
 import os
@@ -16,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, write_inversion
 from PIL import Image
 from viser import transforms
 
@@ -27,6 +28,7 @@ from browser.frames import FrameRenderer, Subject, ViewRequest, preview_of
 from browser.render_loop import LatestRenderLoop
 from checkpoints.loading import load_generator
 from generators import cameras
+from inversion.rendering import render
 from utils.images import to_uint8
 from utils.seeds import latent_for_seed
 
@@ -38,6 +40,9 @@ FRONTAL = (math.pi / 2, math.pi / 2)
 MESH_RESOLUTION = 32     # grid of the mesh button in the browser test (small: fast)
 NOTICE_FADE_SECONDS = 1  # a closed notification fades out
 PICTURE_CHANGE = 8       # mean grey-level change of the canvas centre that counts as a new picture
+TUNING_NOISE = 0.01      # stddev of the noise added to the weights stored as an inversion's fine-tuned ones
+LATENT_CAMERA = (1.1, 1.9)  # (phi, theta) stored as the inversion's camera: off the home view
+ROUNDING_LEVELS = 1      # grey levels by which renders of the same camera may differ (float rounding of the rays)
 
 
 @pytest.fixture(scope='module')
@@ -220,6 +225,49 @@ def test_render_loop_reports_errors_and_carries_on():
     finally:
         loop.stop()
     assert errors == ['RuntimeError: out of memory'] and published == ['good']
+
+
+# ----------------------------------------------------------------------------------- --latent
+def test_latent_opens_on_the_inversion_at_its_camera_with_its_weights(tmp_path, demo):
+    generator, config = demo
+    tuned = copy.deepcopy(generator)
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in tuned.parameters():
+            parameter.add_(TUNING_NOISE * torch.randn(parameter.shape, generator=noise))
+        film = generator.film_parameters(latent_for_seed(4, generator.z_dim, 'cpu'), 0.7)
+    latent = write_inversion(tmp_path / 'inversion.pt', config, *film, torch.tensor([LATENT_CAMERA]), tuned)
+    rows = 32
+    app = viewer.start_viewer(viewer.parse_args([
+        '--generator_file', DEMO_MODEL, '--latent', latent, '--port', '0', '--output_dir', str(tmp_path),
+        '--resolution', str(rows), '--device', 'cpu']))
+    try:
+        assert views.camera_pos_of(app.home_pose[0]) == pytest.approx(LATENT_CAMERA, abs=1e-6)
+        grid_fov = config['camera']['fov']
+        camera = views.browser_camera(LATENT_CAMERA, browser_fov_for(grid_fov, rows), 1.0)
+        request = app.request_for(camera)
+        assert request.subject.seed is None and request.rows == rows  # the page opens on the loaded latent
+        frame = app.renderer.frame(request).astype(int)
+    finally:
+        app.stop()
+    camera_settings = {'fov': grid_fov, 'ray_start': config['camera']['ray_start'],
+                       'ray_end': config['camera']['ray_end']}
+    with torch.no_grad():
+        expected, base = (to_uint8(render(weights, *film, torch.tensor([LATENT_CAMERA]), camera_settings, rows)[0])
+                          for weights in (tuned, generator))
+    assert np.abs(frame - expected).max() <= ROUNDING_LEVELS  # the fine-tuned generator's render at that camera
+    assert np.abs(frame - base).mean() > PICTURE_CHANGE       # ... not the base weights'
+
+
+def test_cli_bad_latent_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / 'garbage.pt').write_bytes(b'not an inversion')
+    for extra, message in ((['--latent', str(tmp_path / 'missing.pt')], 'not found'),
+                           (['--latent', str(tmp_path / 'garbage.pt')], 'as an inversion file'),
+                           (['--latent', str(tmp_path / 'garbage.pt'), '--config', 'SYNTHETIC_demo'], 'drop --config')):
+        assert viewer.main(['--generator_file', DEMO_MODEL, '--output_dir', str(tmp_path / 'out')] + extra) == 1
+        error = capsys.readouterr().err
+        assert error.startswith('error: ') and message in error and error.count('\n') == 1, error
+    assert not (tmp_path / 'out').exists()
 
 
 # ----------------------------------------------------------------------------------- CLI
