@@ -1,0 +1,114 @@
+"""Shape and colour diversity of a generator next to its dataset's (objects on a plain background).
+
+    python -m tools.diversity --generator_file demo/synthetic_demo.pt --data_dir data/synthetic_demo
+    python -m tools.diversity --generator_file runs/demo/synthetic_demo.pt --num_images 500 --output eval/diversity.json
+
+Renders --num_images images (seed --seed + i, psi 1, poses drawn from the generator's training pose
+distribution, as fid_evaluation.py does) and reads the first --num_images dataset images at the
+config's size; for each side prints the mean and spread of the silhouette area, the bounding-box
+aspect and the paint saturation, the hue spread, and the generated / real ratio of each spread
+(1 = as varied as the data; metrics/diversity.py says how each is measured). The background
+colour is white for configs that composite on white, else --background.
+"""
+import json
+import os
+
+import torch
+from tqdm import tqdm
+
+from checkpoints.loading import add_generator_arguments, load_generator
+from datasets import build_dataset
+from generators import cameras
+from metrics.diversity import STATISTICS, image_statistics, summarize
+from utils import cli
+from utils.device import resolve_device
+from utils.files import atomic_write_text
+from utils.seeds import latent_for_seed
+
+WHITE = (1.0, 1.0, 1.0)
+SPREADS = tuple(f'{name}{kind}' for name in STATISTICS for kind in ('_std', '_residual_std')) + ('hue_spread',)
+
+
+def parse_args(argv=None):
+    parser = cli.ArgumentParser(description=__doc__)
+    add_generator_arguments(parser)
+    parser.add_argument('--data_dir', default=None, help="dataset folder (default: the config's dataset_path)")
+    parser.add_argument('--num_images', type=int, default=500, help='images per side (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the first generated image (default: %(default)s)')
+    parser.add_argument('--batch_size', type=int, default=16, help='images rendered at once (default: %(default)s)')
+    parser.add_argument('--background', type=float, nargs=3, default=None, metavar=('R', 'G', 'B'),
+                        help='background colour in [0, 1] (default: white for white-background configs)')
+    parser.add_argument('--output', default=None, help='also write the numbers to this JSON file')
+    cli.add_device_argument(parser)
+    return parser.parse_args(argv)
+
+
+def background_colour(config, background):
+    if background is not None:
+        return tuple(background)
+    if config['generator']['renderer']['kwargs'].get('white_back'):
+        return WHITE
+    raise ValueError('this config does not composite on white: give the background colour with --background R G B')
+
+
+@torch.no_grad()
+def generated_images(generator, camera, num_images, seed, batch_size, device):
+    """Images [num_images, 3, N, N] in [0, 1] (image i from seed `seed + i`) and their poses
+    [num_images, 2] = (phi, theta), drawn from the generator's training pose distribution."""
+    pose_rng = torch.Generator().manual_seed(seed)
+    _, poses = cameras.sample_camera_positions(num_images, generator.sample_dist, generator.h_stddev,
+                                               generator.v_stddev, generator.h_mean, generator.v_mean,
+                                               'cpu', generator=pose_rng)
+    images = []
+    for start in tqdm(range(0, num_images, batch_size), desc='generated', unit='batch'):
+        indices = range(start, min(start + batch_size, num_images))
+        z = torch.cat([latent_for_seed(seed + index, generator.z_dim, device) for index in indices])
+        img, _ = generator(z, camera['fov'], camera['ray_start'], camera['ray_end'],
+                           camera_pos=poses[start:start + len(indices)].to(device))
+        images.append((img.float().cpu() * 0.5 + 0.5).clamp(0, 1))
+    return torch.cat(images), poses
+
+
+def real_images(dataset, num_images):
+    """The first `num_images` dataset images [n, 3, N, N] in [0, 1] (not flipped) and their
+    poses [n, 2] = (phi, theta)."""
+    indices = tqdm(range(num_images), desc='real', unit='img')
+    images = torch.stack([dataset.load_image(index) * 0.5 + 0.5 for index in indices])
+    return images, torch.stack([dataset.camera_pos(index, flip=False) for index in range(num_images)])
+
+
+def run(args):
+    if args.num_images < 2 or args.batch_size < 1:
+        raise ValueError('--num_images must be >= 2 and --batch_size >= 1')
+    device = resolve_device(args.device)
+    generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=print)
+    background = background_colour(config, args.background)
+    dataset = build_dataset(config, args.data_dir)
+    if len(dataset) < args.num_images:
+        raise ValueError(f"the dataset '{dataset.root}' has {len(dataset)} images, fewer than --num_images "
+                         f"{args.num_images}")
+    sides = {'generated': generated_images(generator, config['camera'], args.num_images, args.seed,
+                                           args.batch_size, device),
+             'real': real_images(dataset, args.num_images)}
+    summary = {side: summarize(image_statistics(images, background), images, poses)
+               for side, (images, poses) in sides.items()}
+    summary['spread_ratio'] = {name: summary['generated'][name] / summary['real'][name] for name in SPREADS}
+    summary['num_images'] = args.num_images
+    summary['generator_file'] = args.generator_file
+    print(f"{'':<24}{'generated':>12}{'real':>12}{'ratio':>8}")
+    for name in summary['generated']:
+        ratio = summary['spread_ratio'].get(name)
+        print(f"{name:<24}{summary['generated'][name]:>12.4f}{summary['real'][name]:>12.4f}"
+              + (f'{ratio:>8.2f}' if ratio is not None else ''))
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        atomic_write_text(json.dumps(summary, indent=2) + '\n', args.output)
+    return summary
+
+
+def main(argv=None):
+    return cli.run_script(run, parse_args(argv))
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
