@@ -37,99 +37,37 @@ import math
 import os
 import sys
 
-import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
 from generators import cameras
-from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS, DEFAULT_CHUNK_RAYS
+from generators.renderer import (
+    ACCELERATOR_CHUNK_RAYS,
+    CPU_CHUNK_RAYS,
+    DEFAULT_CHUNK_RAYS,
+)
+from geometry.trajectories import (  # noqa: F401  (grid_shape, sweep_yaw_offsets: public here, tests read them)
+    SWEEP_YAW,
+    TRAJECTORIES,
+    camera_family,
+    grid_shape,
+    sweep_yaw_offsets,
+    trajectory_angles,
+)
 from inversion.rendering import render
 from inversion.storage import FILE_LABEL, load_inversion
 from utils import cli
 from utils.device import resolve_device
-from utils.files import atomic_path, check_writable_folder
+from utils.files import check_writable_folder
 from utils.images import to_uint8, write_png
 from utils.seeds import latent_for_seed, parse_seeds
+from utils.video import ANIMATION_FPS, write_gif, write_mp4
 from utils.watermark import apply_watermark, make_watermark
 
-ANIMATION_FPS = 15                # GIF / MP4 frame rate (released: 15)
-SWEEP_YAW = 0.4                   # released faces sweep amplitude, radians
-GRID_PITCH = 0.2                  # pitch half-range of the grid trajectory, radians
-FACE_FOV = 12                     # released render fov for faces and cats, degrees
-OBJECT_FOV = 35                   # released render fov for CARLA, degrees
-OBJECT_PITCH = math.pi * 60 / 180  # released CARLA pitch (polar angle from +y)
-OBJECT_DATASETS = ('CARLA', 'PosedImageFolder')  # dataset classes rendered as objects (orbit)
-TRAJECTORIES = ('released', 'sweep', 'orbit', 'grid')
 DEPTH_LEVELS = 255                # 8-bit depth frames: nearest depth -> 255
 MIN_DEPTH_SPAN = 1e-12            # guards the normalisation when all depths are equal
-
-
-# ----------------------------------------------------------------------------------- cameras
-def camera_family(config):
-    """Render settings of the config's family: {'name', 'fov', 'pitch', 'lock_view_dependence'}."""
-    if config['dataset']['class'] in OBJECT_DATASETS:
-        return {'name': 'object', 'fov': OBJECT_FOV, 'pitch': OBJECT_PITCH, 'lock_view_dependence': False}
-    return {'name': 'face', 'fov': FACE_FOV, 'pitch': math.pi / 2, 'lock_view_dependence': True}
-
-
-def sweep_yaw_offsets(frames, amplitude=SWEEP_YAW):
-    """Yaw offsets of the sweep: F floats going -a -> +a -> -a (a triangle wave).
-
-    Even F: exactly the released lists, linspace(-a, a, F//2 + 1)[:-1] + linspace(a, -a, F//2 + 1)[:-1].
-    Odd F (fix): the same triangle wave sampled at t = i / F, so there are F real angles.
-    """
-    if frames % 2 == 0:
-        half = frames // 2 + 1
-        return list(np.linspace(-amplitude, amplitude, half)[:-1]) + list(np.linspace(amplitude, -amplitude, half)[:-1])
-    phases = np.arange(frames) / frames                              # t in [0, 1)
-    return list(-amplitude + 2 * amplitude * (1 - np.abs(2 * phases - 1)))  # -a at t=0, +a at t=1/2
-
-
-def orbit_yaw_offsets(frames):
-    """Full-turn yaw offsets: linspace(-pi, pi, F + 1) without its last value (released CARLA)."""
-    return list(np.linspace(-math.pi, math.pi, frames + 1)[:-1])
-
-
-def grid_shape(frames):
-    """rows x cols = frames with rows the largest divisor <= sqrt(frames) (a prime gives 1 row)."""
-    rows = max(d for d in range(1, math.isqrt(frames) + 1) if frames % d == 0)
-    return rows, frames // rows
-
-
-def grid_offsets(frames, yaw_amplitude=SWEEP_YAW, pitch_amplitude=GRID_PITCH):
-    """(pitch offsets, yaw offsets) of a rows x cols grid, rows visited in alternating directions."""
-    rows, cols = grid_shape(frames)
-    pitches = np.linspace(-pitch_amplitude, pitch_amplitude, rows) if rows > 1 else np.zeros(1)
-    yaws = np.linspace(-yaw_amplitude, yaw_amplitude, cols) if cols > 1 else np.zeros(1)
-    pitch_list, yaw_list = [], []
-    for row, pitch in enumerate(pitches):
-        for yaw in (yaws if row % 2 == 0 else yaws[::-1]):
-            pitch_list.append(pitch)
-            yaw_list.append(yaw)
-    return pitch_list, yaw_list
-
-
-def trajectory_angles(name, frames, family, yaw_amplitude=SWEEP_YAW):
-    """Absolute (pitch, yaw) lists of length `frames` for trajectory `name` and camera family.
-
-    yaw_amplitude: half-range of the sweep and grid yaws, radians (the orbit always turns fully).
-    """
-    if name == 'released':
-        name = 'orbit' if family['name'] == 'object' else 'sweep'
-    if name == 'sweep':
-        yaw_offsets, pitch_offsets = sweep_yaw_offsets(frames, yaw_amplitude), [0.0] * frames
-    elif name == 'orbit':
-        yaw_offsets, pitch_offsets = orbit_yaw_offsets(frames), [0.0] * frames
-    elif name == 'grid':
-        pitch_offsets, yaw_offsets = grid_offsets(frames, yaw_amplitude)
-    else:
-        raise ValueError(f"unknown trajectory '{name}'; choose one of {', '.join(TRAJECTORIES)}")
-    pitches = [float(offset) + family['pitch'] for offset in pitch_offsets]
-    yaws = [float(offset) + math.pi / 2 for offset in yaw_offsets]
-    return pitches, yaws
 
 
 # ----------------------------------------------------------------------------------- rendering
@@ -198,26 +136,6 @@ def depth_to_uint8(depths):
     return (scaled.clamp(0, 1) * DEPTH_LEVELS).round().to(torch.uint8).numpy()
 
 
-# ----------------------------------------------------------------------------------- writing
-def write_gif(frames, path, fps=ANIMATION_FPS):
-    """uint8 frames [F, H, W(, 3)] -> looping GIF at `fps`, atomically."""
-    with atomic_path(path) as tmp_path:
-        iio.imwrite(tmp_path, np.stack(frames), extension='.gif', duration=1000 / fps, loop=0)
-
-
-def write_mp4(frames, path, fps=ANIMATION_FPS):
-    """uint8 frames [F, H, W, 3] -> H.264 MP4 (yuv420p) at `fps` via imageio-ffmpeg, atomically."""
-    height, width = frames[0].shape[:2]
-    with atomic_path(path) as tmp_path:
-        writer = imageio_ffmpeg.write_frames(
-            tmp_path, (width, height), fps=fps, codec='libx264', pix_fmt_in='rgb24', pix_fmt_out='yuv420p',
-            macro_block_size=2, ffmpeg_log_level='error')
-        writer.send(None)  # start the encoder
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-
-
 # ----------------------------------------------------------------------------------- CLI
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,7 +150,7 @@ def parse_args(argv=None):
     parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
     parser.add_argument('--no_watermark', action='store_true', help='do not draw the "AI-generated" mark')
     parser.add_argument('--img_size', type=int, default=None, help="render resolution (default: the config's)")
-    parser.add_argument('--video', action='store_true', help='also write grid_<seed>.mp4 (H.264, 15 fps)')
+    parser.add_argument('--video', action='store_true', help=f'also write grid_<seed>.mp4 (H.264, {ANIMATION_FPS} fps)')
     parser.add_argument('--depth', action='store_true', help='also write depth_<seed>_<i>.png and depth_<seed>.gif')
     parser.add_argument('--trajectory', choices=TRAJECTORIES, default='released',
                         help='camera path: released (faces sweep / objects orbit), sweep, orbit or grid')

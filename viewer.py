@@ -27,8 +27,8 @@ import time
 from browser.app import DEFAULT_PSI, DEFAULT_ROWS, ROWS_RANGE, ViewerApp
 from browser.frames import FrameRenderer
 from checkpoints.loading import add_generator_arguments, load_generator
-from extract_shapes import DEFAULT_RESOLUTION as DEFAULT_MESH_RESOLUTION
 from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS
+from geometry.extraction import DEFAULT_RESOLUTION as DEFAULT_MESH_RESOLUTION
 from geometry.fusion import MIN_RESOLUTION as MIN_MESH_RESOLUTION
 from inversion.storage import load_inversion
 from utils import cli

@@ -16,11 +16,17 @@ import viser
 from browser import views
 from browser.frames import Subject, ViewRequest, preview_of
 from browser.render_loop import LatestRenderLoop
-from extract_shapes import DEFAULT_RESOLUTION as DEFAULT_MESH_RESOLUTION
-from extract_shapes import DEFAULT_VIEW_STEP, MESH_COMMENT, extract_mesh, fusion_cameras
 from geometry import mesh_io
-from render_multiview_images import ANIMATION_FPS, camera_family, write_mp4
+from geometry.extraction import DEFAULT_RESOLUTION as DEFAULT_MESH_RESOLUTION
+from geometry.extraction import (
+    DEFAULT_VIEW_STEP,
+    MESH_COMMENT,
+    extract_mesh,
+    fusion_cameras,
+)
+from geometry.trajectories import camera_family
 from utils.images import write_png
+from utils.video import ANIMATION_FPS, write_mp4
 
 DEFAULT_PSI = 0.7               # truncation of the seeds (the render script's default)
 DEFAULT_ROWS = 64               # picture height in pixels

@@ -14,7 +14,7 @@ import torch
 from browser import views
 from generators import cameras
 from generators.renderer import DEFAULT_CHUNK_RAYS
-from render_multiview_images import orbit_yaw_offsets, sweep_yaw_offsets
+from geometry.trajectories import orbit_yaw_offsets, sweep_yaw_offsets
 from utils.seeds import latent_for_seed
 
 PREVIEW_FACTOR = 2      # while the camera moves, frames are rendered this many times smaller

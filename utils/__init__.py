@@ -1,1 +1,1 @@
-"""Small shared helpers with no domain knowledge: devices, processes, atomic files, images, seeds, CLI."""
+"""Small shared helpers with no domain knowledge: devices, processes, atomic files, images, videos, seeds, CLI."""
