@@ -36,9 +36,6 @@ from utils.device import resolve_device
 
 MAX_PORT = 65535
 IDLE_SECONDS = 1.0  # the main thread's sleep while the server threads work
-# Rays per render chunk. Demo model, 16:9 window, 2-core CPU, renders interleaved in one thread: 32 rows
-# 0.074 s (1024) vs 0.105 s (256) and 0.080 s (4096); 64 rows 0.32 s vs 0.40 s and 0.38 s.
-VIEWER_CHUNK_RAYS = 1024
 
 
 def parse_args(argv=None):
@@ -56,9 +53,9 @@ def parse_args(argv=None):
     parser.add_argument('--psi', type=float, default=DEFAULT_PSI, help='initial truncation psi')
     parser.add_argument('--resolution', type=int, default=DEFAULT_ROWS,
                         help=f'initial picture height in pixels ({ROWS_RANGE[0]}-{ROWS_RANGE[1]})')
-    parser.add_argument('--chunk_rays', type=int, default=VIEWER_CHUNK_RAYS,
-                        help=f'rays evaluated at once (lower = less memory; the render scripts use '
-                             f'{CPU_CHUNK_RAYS} on a CPU, {ACCELERATOR_CHUNK_RAYS} on a GPU)')
+    parser.add_argument('--chunk_rays', type=int, default=None,
+                        help=f'rays evaluated at once (lower = less memory; default {CPU_CHUNK_RAYS} on a CPU, '
+                             f'{ACCELERATOR_CHUNK_RAYS} on a GPU)')
     parser.add_argument('--mesh_resolution', type=int, default=DEFAULT_MESH_RESOLUTION,
                         help='marching-cubes grid points along the object box of the mesh button '
                              '(extract_shapes.py --resolution)')
@@ -76,7 +73,7 @@ def check_args(args):
         raise ValueError(f'--psi must be in [0, 1], got {args.psi}')
     if args.seed < 0:
         raise ValueError(f'--seed must be >= 0, got {args.seed}')
-    if args.chunk_rays < 1:
+    if args.chunk_rays is not None and args.chunk_rays < 1:
         raise ValueError(f'--chunk_rays must be >= 1, got {args.chunk_rays}')
     if args.mesh_resolution < MIN_MESH_RESOLUTION:
         raise ValueError(f'--mesh_resolution must be >= {MIN_MESH_RESOLUTION}, got {args.mesh_resolution}')

@@ -34,8 +34,8 @@ from browser import views  # noqa: E402
 from browser.frames import FrameRenderer, Subject, ViewRequest, preview_of  # noqa: E402
 from browser.render_loop import DEFAULT_REST_SECONDS, LatestRenderLoop  # noqa: E402
 from checkpoints.loading import load_generator  # noqa: E402
-from render_multiview_images import camera_family  # noqa: E402
-from viewer import VIEWER_CHUNK_RAYS  # noqa: E402
+from generators.renderer import chunk_rays_for  # noqa: E402
+from geometry.trajectories import camera_family  # noqa: E402
 
 BROWSER_FPS = 60           # camera messages per second while dragging
 PERCENTILE = 0.9           # the reported upper percentile
@@ -51,11 +51,13 @@ def parse_args(argv=None):
     parser.add_argument('--rows', type=int, default=64, help='picture height in pixels')
     parser.add_argument('--aspect', type=float, default=1.0, help='canvas width / height')
     parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
-    parser.add_argument('--chunk_rays', type=int, default=VIEWER_CHUNK_RAYS, help='rays per render chunk')
+    parser.add_argument('--chunk_rays', type=int, default=None, help="rays per render chunk (default: the CPU's)")
     parser.add_argument('--repeats', type=int, default=7, help='timed renders per resolution')
     parser.add_argument('--drag_seconds', type=float, default=4.0, help='length of the simulated drag')
     parser.add_argument('--drag_speed', type=float, default=1.0, help='camera turn while dragging, rad/s')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.chunk_rays = chunk_rays_for('cpu', args.chunk_rays)
+    return args
 
 
 class Recorder:
