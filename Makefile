@@ -32,7 +32,8 @@ DEMO_DATA       ?= data/synthetic_demo
 DEMO_RUN        ?= runs/demo
 
 # Idle OpenMP threads sleep instead of spinning, so torch's threads do not collapse when another
-# process shares the cores.
+# process shares the cores (the scripts set the same default themselves: utils/openmp.py; this
+# covers the test suite).
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test demo demo-train benchmark clean-venv

@@ -31,6 +31,7 @@ FILE holds them, its fine-tuned weights on top of --generator_file (the base mod
 --psi do not apply). The cameras are the same grid over the trained pose range, not the
 inversion's camera.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import os
 import sys

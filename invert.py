@@ -23,6 +23,7 @@ Writes to --output_dir (each file atomically; inversion.pt last):
   views.png           input | reconstruction | 3 novel views (yaw -30, yaw +30, 15 degrees higher) | depth
   metrics.json        psnr (dB, 8 bit) and ssim at the model's resolution, camera_pos, steps, wall time
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import json
 import math

@@ -28,6 +28,7 @@ skipped and listed with its reason in <output_dir>/preprocess_report.json. Finis
 skipped on re-runs unless --overwrite. Every file is written atomically. An EG3D set is checked
 as a whole first: every bad label is named in one error before anything is written.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import functools
 import glob

@@ -32,6 +32,7 @@ Documented fix: for an odd number of frames the released sweep lists are one ang
 its last frame stays black); our sweep then samples the same triangle wave at F points, so every
 frame is real. For even F the released angles are kept exactly.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import math
 import os

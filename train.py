@@ -23,6 +23,7 @@ Outputs in --output_dir: config.json and args.json (resolved settings), checkpoi
 generator_ema.pth (EMA generator weights for rendering), snapshots/*_{front,tilted}.png,
 stats.jsonl, tensorboard/.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import json
 import os
 import sys

@@ -20,6 +20,7 @@ recovered camera; a checkbox switches to the seeds. The generator is then the in
 config stored in FILE and, when FILE holds them, its fine-tuned weights on top of
 --generator_file (the base model; --config does not apply).
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import sys
 import time

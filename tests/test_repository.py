@@ -65,6 +65,21 @@ def test_packages_do_not_import_top_level_scripts():
     assert not offenders, 'packages must not import top-level scripts: ' + '; '.join(offenders)
 
 
+def test_every_command_sets_the_openmp_wait_policy_before_torch_loads():
+    # The OpenMP runtime reads OMP_WAIT_POLICY when torch loads it: utils.openmp must come first.
+    commands = [name for name in sorted(os.listdir(ROOT)) if name.endswith('.py') and runs_as_script(os.path.join(ROOT, name))]
+    commands.append(os.path.join('tools', 'diversity.py'))
+    for name in commands:
+        tree = parse(os.path.join(ROOT, name))
+        first_import = next(node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+        assert isinstance(first_import, ast.Import) and first_import.names[0].name == 'utils.openmp', name
+    completed = subprocess.run(
+        [sys.executable, '-c', 'import os, utils.openmp; print(os.environ["OMP_WAIT_POLICY"])'], cwd=ROOT,
+        env={key: value for key, value in os.environ.items() if key != 'OMP_WAIT_POLICY'},
+        capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == 'PASSIVE'
+
+
 def test_tests_do_not_import_each_other():
     folder = os.path.join(ROOT, 'tests')
     for name in sorted(os.listdir(folder)):

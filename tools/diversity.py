@@ -10,6 +10,7 @@ aspect and the paint saturation, the hue spread, and the generated / real ratio 
 (1 = as varied as the data; metrics/diversity.py says how each is measured). The background
 colour is white for configs that composite on white, else --background.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import json
 import os
 
