@@ -44,19 +44,8 @@ from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
 from generators import cameras
-from generators.renderer import (
-    ACCELERATOR_CHUNK_RAYS,
-    CPU_CHUNK_RAYS,
-    DEFAULT_CHUNK_RAYS,
-)
-from geometry.trajectories import (  # noqa: F401  (grid_shape, sweep_yaw_offsets: public here, tests read them)
-    SWEEP_YAW,
-    TRAJECTORIES,
-    camera_family,
-    grid_shape,
-    sweep_yaw_offsets,
-    trajectory_angles,
-)
+from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS, DEFAULT_CHUNK_RAYS
+from geometry.trajectories import SWEEP_YAW, TRAJECTORIES, camera_family, trajectory_angles
 from inversion.rendering import render
 from inversion.storage import FILE_LABEL, load_inversion
 from utils import cli
@@ -160,7 +149,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch_size', type=int, default=1, help='frames rendered per forward pass (>= 1)')
     parser.add_argument('--chunk_rays', type=int, default=DEFAULT_CHUNK_RAYS,
                         help='rays evaluated at once inside a forward pass (lower = less memory; '
-                             f'default: {CPU_CHUNK_RAYS} on a CPU, {ACCELERATOR_CHUNK_RAYS} on a GPU)')
+                             f'default: {CPU_CHUNK_RAYS} per image on a CPU, {ACCELERATOR_CHUNK_RAYS} per call on a GPU)')
     cli.add_device_argument(parser)
     return parser.parse_args(argv)
 

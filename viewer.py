@@ -55,8 +55,8 @@ def parse_args(argv=None):
     parser.add_argument('--resolution', type=int, default=DEFAULT_ROWS,
                         help=f'initial picture height in pixels ({ROWS_RANGE[0]}-{ROWS_RANGE[1]})')
     parser.add_argument('--chunk_rays', type=int, default=None,
-                        help=f'rays evaluated at once (lower = less memory; default {CPU_CHUNK_RAYS} on a CPU, '
-                             f'{ACCELERATOR_CHUNK_RAYS} on a GPU)')
+                        help=f'rays evaluated at once (lower = less memory; default {CPU_CHUNK_RAYS} per image on a CPU, '
+                             f'{ACCELERATOR_CHUNK_RAYS} per call on a GPU)')
     parser.add_argument('--mesh_resolution', type=int, default=DEFAULT_MESH_RESOLUTION,
                         help='marching-cubes grid points along the object box of the mesh button '
                              '(extract_shapes.py --resolution)')

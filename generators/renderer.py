@@ -1,29 +1,31 @@
 """The manifold renderer: rays -> manifold intersections -> radiance -> compositing.
 
 One function renders any flat pixel range of the image; the whole image, a training patch and an
-inference chunk are all pixel ranges (docs/design.md §1). The radiance network only runs
-on valid intersections (and background points): invalid slots have alpha exactly 0, so their
-radiance is never needed (docs/design.md §4).
+inference chunk are all pixel ranges (docs/design.md §1). The radiance network runs on valid
+intersections (and background points) only, packed per image: invalid slots have alpha exactly
+0, so their radiance is never needed (docs/design.md §2.4, §4).
 """
 import torch
 
 from generators import cameras, compositing, intersections
 
-# Rays per chunk (per image): bounds inference memory at any resolution. On a 2-core CPU, 128 px
-# renders per chunk size (256 / 1024 / 4096 rays): demo model 0.46 / 0.34 / 0.31 s, FFHQ 3.5 /
-# 3.3 / 4.8 s (larger chunks leave the cache). On a GPU every chunk costs kernel launches, so
-# chunks are large there.
+# Rays per chunk. On a CPU: per image, sized so the activations stay in cache (1,024 rays was the
+# fastest of 256-4,096 for 128 px renders: docs/performance.md). On a GPU every chunk costs kernel
+# launches, so chunks are large there; their activations grow with the batch, so the GPU size is a
+# budget of rays per call that the images of the batch share.
 CPU_CHUNK_RAYS = 1024
-ACCELERATOR_CHUNK_RAYS = 8192
+ACCELERATOR_CHUNK_RAYS = 16384
 DEFAULT_CHUNK_RAYS = None  # chunk_rays=None: the size for the device rendered on (chunk_rays_for)
 
 
-def chunk_rays_for(device, chunk_rays=None):
-    """`chunk_rays` if given, else the default for `device`: CPU_CHUNK_RAYS on the CPU,
-    ACCELERATOR_CHUNK_RAYS on a GPU (CUDA, MPS)."""
+def chunk_rays_for(device, chunk_rays=None, batch_size=1):
+    """Rays per image in one chunk: `chunk_rays` if given, else CPU_CHUNK_RAYS on the CPU and
+    ACCELERATOR_CHUNK_RAYS // batch_size (at least 1) on a GPU (CUDA, MPS)."""
     if chunk_rays is not None:
         return chunk_rays
-    return CPU_CHUNK_RAYS if torch.device(device).type == 'cpu' else ACCELERATOR_CHUNK_RAYS
+    if torch.device(device).type == 'cpu':
+        return CPU_CHUNK_RAYS
+    return max(1, ACCELERATOR_CHUNK_RAYS // batch_size)
 
 
 class ManifoldRenderer:
@@ -66,10 +68,11 @@ class ManifoldRenderer:
             dict of per-ray tensors, R = number of pixels in the range, slots sorted by depth:
             'rgb' [B, R, 3] in ~[0, 1], 'depth' [B, R, 1], 'weights' [B, R, L, 1],
             'z_vals' [B, R, L, 1], 'points' [B, R, L, 3], 'outputs' [B, R, L, 4] (zeros on
-            invalid slots, which are never evaluated), 'validity' [B, R, L, 1].
+            invalid slots), 'validity' [B, R, L, 1].
+        chunk_rays: rays per image in one chunk; None: chunk_rays_for's default for the device.
         """
         start, end = pixel_range
-        chunk_rays = chunk_rays_for(cam2world.device, chunk_rays)
+        chunk_rays = chunk_rays_for(cam2world.device, chunk_rays, batch_size=cam2world.shape[0])
         lock_view_dependence = lock_view_dependence or self.lock_view_dependence
         chunks = [self._render_chunk(representation, frequencies, phase_shifts, cam2world, img_size, fov,
                                      ray_start, ray_end, (first, min(first + chunk_rays, end)),
@@ -118,11 +121,12 @@ class ManifoldRenderer:
 
         hits [B, R, L, 3], validity [B, R, L, 1], directions [B, R, 3] -> outputs [B, R, L, 4].
 
-        The valid slots of each sample are moved to the front (a stable sort keeps their order)
-        and the batch runs as one call on the first n = max valid count slots [B, n, 3], each
-        sample with its own FiLM parameters: one host-device synchronisation per chunk (for n)
-        instead of one per sample. Slots past a sample's own count are invalid; their outputs
-        are dropped, so they get no gradient.
+        The valid slots of each sample are packed to the front, in order, and the batch runs as
+        one call on the first n = (largest valid count) packed slots [B, n, 3], each sample with
+        its own FiLM parameters: one host-device synchronisation per chunk (for n), not one per
+        sample. A sample with fewer valid slots fills its remaining packed slots with slot 0
+        (padding); their outputs are zeroed before they are added back, so they change nothing
+        and get no gradient.
         """
         B, R, L, _ = hits.shape
         if lock_view_dependence:
@@ -132,12 +136,17 @@ class ManifoldRenderer:
         valid = validity.reshape(B, R * L) > 0
         counts = valid.sum(dim=1)                                                   # [B]
         n = int(counts.max())
-        order = torch.argsort(valid.logical_not().to(torch.uint8), dim=1, stable=True)[:, :n]  # [B, n]
-        index = order.unsqueeze(-1)
+        # index [B, n]: packed slot k of sample b holds flat slot index[b, k]; invalid slots are
+        # written to an extra column n, which is dropped.
+        position = torch.where(valid, valid.cumsum(dim=1) - 1, torch.full_like(counts, n).unsqueeze(1))
+        slots = torch.arange(R * L, device=hits.device).expand(B, -1)
+        index = torch.zeros(B, n + 1, dtype=torch.long, device=hits.device).scatter_(1, position, slots)[:, :n]
+        index = index.unsqueeze(-1)                                                 # [B, n, 1]
         out = rf_network.forward_with_frequencies_phase_shifts(
             torch.take_along_dim(hits.reshape(B, R * L, 3), index, dim=1), frequencies, phase_shifts,
             torch.take_along_dim(view_dirs, index, dim=1))                          # [B, n, 4]
         in_count = torch.arange(n, device=hits.device) < counts.unsqueeze(1)        # [B, n]
         out = torch.where(in_count.unsqueeze(-1), out, out.new_zeros(()))
-        dense = out.new_zeros(B, R * L, 4).scatter(1, index.expand(-1, -1, 4), out)
+        # scatter_add: padding entries point at slot 0 too, and add exact zeros there.
+        dense = out.new_zeros(B, R * L, 4).scatter_add(1, index.expand(-1, -1, 4), out)
         return dense.reshape(B, R, L, 4)

@@ -22,7 +22,7 @@ DEFAULT_VIEW_STEP = 15.0     # degrees between neighbouring fused cameras (azimu
 DEFAULT_CHUNK_POINTS = 65536  # vertices per radiance-network call when colouring (bounds memory)
 MIN_VIEW_SIZE = 8            # smaller views cannot outline an object
 VISIBILITY_STEPS = 2.0       # a vertex within this many grid steps of a view's z-buffer is seen by it
-MESH_COMMENT = 'GRAM surface fused from rendered views (extract_shapes.py)'
+MESH_COMMENT = 'GRAM surface fused from rendered views (geometry.extraction)'
 
 
 def fusion_cameras(config, view_step):

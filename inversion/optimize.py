@@ -123,7 +123,7 @@ def reconstruction_loss(image, target, ssim_weight):
 # ----------------------------------------------------------------------------------- pose search
 def pose_grid(generator):
     """Cameras [P, 2] = (phi, theta) at most POSE_GRID_STEP apart over the generator's trained pose
-    range (geometry.views.pose_range / pose_grid, the cameras extract_shapes.py fuses)."""
+    range (geometry.views.pose_range / pose_grid, the grid that extract_shapes.py fuses at its own step)."""
     prior = {key: getattr(generator, key) for key in ('sample_dist', 'h_mean', 'h_stddev', 'v_mean', 'v_stddev')}
     return views.pose_grid(*views.pose_range(prior), POSE_GRID_STEP)
 

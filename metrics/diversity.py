@@ -17,6 +17,7 @@ from metrics.diagnostics import hue_spread
 
 FOREGROUND_TOLERANCE = 0.05  # a pixel is object when a channel differs from the background by more (0-1 scale)
 STATISTICS = ('area', 'aspect', 'saturation')
+NUM_POSE_FEATURES = 6  # pose_features: 1, phi, theta, phi^2, theta^2, phi * theta
 
 
 def foreground_masks(images, background):
@@ -71,16 +72,18 @@ def residual_std(values, camera_pos):
 
 def summarize(statistics, images, camera_pos):
     """Mean, standard deviation and pose-residual standard deviation of each per-image statistic
-    (empty silhouettes left out), the hue spread of `images` [B, 3, H, W] in [0, 1], and the count
-    of empty images. camera_pos [B, 2] = (phi, theta) of each image."""
+    over the images with a non-empty silhouette, the hue spread of all `images` [B, 3, H, W] in
+    [0, 1], and the count of empty images. camera_pos [B, 2] = (phi, theta) of each image.
+    A value that needs more images than there are is NaN."""
+    seen = statistics['area'] > 0
+    count = int(seen.sum())
     summary = {}
     for name in STATISTICS:
-        finite = torch.isfinite(statistics[name])
-        values = statistics[name][finite]
-        summary[f'{name}_mean'] = values.mean().item() if len(values) else math.nan
-        summary[f'{name}_std'] = values.std(unbiased=False).item() if len(values) else math.nan
-        summary[f'{name}_residual_std'] = (residual_std(values, camera_pos[finite])
-                                           if len(values) > len(pose_features(camera_pos[:1])[0]) else math.nan)
+        values = statistics[name][seen]
+        summary[f'{name}_mean'] = values.mean().item() if count else math.nan
+        summary[f'{name}_std'] = values.std(unbiased=False).item() if count else math.nan
+        summary[f'{name}_residual_std'] = (residual_std(values, camera_pos[seen])
+                                           if count > NUM_POSE_FEATURES else math.nan)
     summary['hue_spread'] = hue_spread(images)
     summary['empty_images'] = int((statistics['area'] == 0).sum())
     return summary

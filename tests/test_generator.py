@@ -291,6 +291,21 @@ def test_batch_with_unequal_valid_counts_matches_single_renders():
         assert torch.allclose(detail['outputs'][b], single_detail['outputs'][0], atol=1e-6)
 
 
+def test_chunks_without_any_valid_slot_render_and_backpropagate():
+    """Corner rays miss every manifold: one-ray chunks there have no valid slot in the whole batch."""
+    generator, config = tiny_generator(seed=1, background=False, white_back=True)
+    z = torch.randn(2, generator.z_dim)
+    camera_pos = torch.tensor([[1.0, 1.4], [0.8, 1.9]])
+    with torch.no_grad():
+        _, _, detail = generator.experiment(z, **config['camera'], camera_pos=camera_pos)
+    assert (detail['validity'].sum(dim=(0, 3, 4)) == 0).any(), 'the setting should have rays without hits'
+    whole, _ = generator(z, **config['camera'], camera_pos=camera_pos)
+    chunked, _ = generator(z, **config['camera'], camera_pos=camera_pos, chunk_rays=1)
+    assert torch.allclose(chunked, whole, atol=1e-6)
+    gradients = torch.autograd.grad(chunked.square().sum(), list(generator.parameters()), allow_unused=True)
+    assert all(torch.isfinite(g).all() for g in gradients if g is not None)
+
+
 def test_some_slots_are_skipped_in_the_tiny_setting():
     generator, config = tiny_generator(seed=1)
     with torch.no_grad():

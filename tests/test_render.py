@@ -13,6 +13,7 @@ from PIL import Image
 import configs
 import render_multiview_images as render
 from generators import build_generator
+from geometry import trajectories
 from utils.images import to_uint8
 from utils.seeds import latent_for_seed, parse_seeds
 from utils.watermark import apply_watermark, make_watermark
@@ -31,49 +32,49 @@ def origin(pitch, yaw):
 
 # ----------------------------------------------------------------------------------- angles
 def test_sweep_even_frames_are_the_released_lists():
-    assert render.sweep_yaw_offsets(4) == pytest.approx([-0.4, 0.0, 0.4, 0.0], abs=1e-12)
+    assert trajectories.sweep_yaw_offsets(4) == pytest.approx([-0.4, 0.0, 0.4, 0.0], abs=1e-12)
     released = list(np.linspace(-0.4, 0.4, 16)[:-1]) + list(np.linspace(0.4, -0.4, 16)[:-1])
-    assert render.sweep_yaw_offsets(30) == released  # exactly, F = 30
+    assert trajectories.sweep_yaw_offsets(30) == released  # exactly, F = 30
 
 
 def test_sweep_odd_frames_give_every_frame_a_real_angle():
     # The released lists would hold only 4 angles for F = 5; ours samples the triangle wave at t = i / 5:
     # -0.4 + 0.8 (1 - |2t - 1|) at t = 0, .2, .4, .6, .8.
-    assert render.sweep_yaw_offsets(5) == pytest.approx([-0.4, -0.08, 0.24, 0.24, -0.08], abs=1e-12)
-    assert render.sweep_yaw_offsets(1) == pytest.approx([-0.4])
+    assert trajectories.sweep_yaw_offsets(5) == pytest.approx([-0.4, -0.08, 0.24, 0.24, -0.08], abs=1e-12)
+    assert trajectories.sweep_yaw_offsets(1) == pytest.approx([-0.4])
 
 
 def test_orbit_and_grid_angles():
-    face = render.camera_family(configs.get_config('FFHQ_default'))
-    carla = render.camera_family(configs.get_config('CARLA_default'))
-    pitches, yaws = render.trajectory_angles('released', 4, carla)
+    face = trajectories.camera_family(configs.get_config('FFHQ_default'))
+    carla = trajectories.camera_family(configs.get_config('CARLA_default'))
+    pitches, yaws = trajectories.trajectory_angles('released', 4, carla)
     assert yaws == pytest.approx([-math.pi / 2, 0.0, math.pi / 2, math.pi])
     assert pitches == pytest.approx([math.pi / 3] * 4)
-    pitches, yaws = render.trajectory_angles('released', 4, face)
+    pitches, yaws = trajectories.trajectory_angles('released', 4, face)
     assert yaws == pytest.approx([math.pi / 2 - 0.4, math.pi / 2, math.pi / 2 + 0.4, math.pi / 2])
     assert pitches == [math.pi / 2] * 4
 
-    assert render.grid_shape(30) == (5, 6) and render.grid_shape(7) == (1, 7)
-    pitches, yaws = render.trajectory_angles('grid', 6, face)  # 2 rows x 3 columns, serpentine
+    assert trajectories.grid_shape(30) == (5, 6) and trajectories.grid_shape(7) == (1, 7)
+    pitches, yaws = trajectories.trajectory_angles('grid', 6, face)  # 2 rows x 3 columns, serpentine
     assert [p - math.pi / 2 for p in pitches] == pytest.approx([-0.2] * 3 + [0.2] * 3)
     assert [y - math.pi / 2 for y in yaws] == pytest.approx([-0.4, 0.0, 0.4, 0.4, 0.0, -0.4])
 
     # --yaw_amplitude widens the sweep and the grid (the demo sweeps +-pi/4); the orbit ignores it.
-    _, yaws = render.trajectory_angles('sweep', 4, carla, yaw_amplitude=math.pi / 4)
+    _, yaws = trajectories.trajectory_angles('sweep', 4, carla, yaw_amplitude=math.pi / 4)
     assert [y - math.pi / 2 for y in yaws] == pytest.approx([-math.pi / 4, 0.0, math.pi / 4, 0.0])
-    _, yaws = render.trajectory_angles('grid', 6, face, yaw_amplitude=0.1)
+    _, yaws = trajectories.trajectory_angles('grid', 6, face, yaw_amplitude=0.1)
     assert [y - math.pi / 2 for y in yaws] == pytest.approx([-0.1, 0.0, 0.1, 0.1, 0.0, -0.1])
-    assert render.trajectory_angles('orbit', 4, carla, yaw_amplitude=0.1)[1] == pytest.approx(
+    assert trajectories.trajectory_angles('orbit', 4, carla, yaw_amplitude=0.1)[1] == pytest.approx(
         [-math.pi / 2, 0.0, math.pi / 2, math.pi])
 
 
 def test_camera_families():
-    face = render.camera_family(configs.get_config('CATS_default'))
+    face = trajectories.camera_family(configs.get_config('CATS_default'))
     assert (face['fov'], face['pitch'], face['lock_view_dependence']) == (12, math.pi / 2, True)
     for name in ('CARLA_default', 'TINY_test', 'SYNTHETIC_demo'):
-        family = render.camera_family(configs.get_config(name))
+        family = trajectories.camera_family(configs.get_config(name))
         assert (family['fov'], family['lock_view_dependence']) == (35, False)
-    pitches, yaws = render.trajectory_angles('sweep', 4, render.camera_family(configs.get_config('FFHQ_default')))
+    pitches, yaws = trajectories.trajectory_angles('sweep', 4, trajectories.camera_family(configs.get_config('FFHQ_default')))
     assert (pitches[1], yaws[1]) == (math.pi / 2, math.pi / 2)  # the middle frame is frontal: origin (0, 0, 1)
 
 

@@ -19,7 +19,7 @@ import configs
 import extract_shapes
 from checkpoints.loading import load_generator
 from generators import build_generator, cameras, intersections
-from geometry import meshing, rasterize, views
+from geometry import extraction, meshing, rasterize, views
 from utils.seeds import latent_for_seed
 
 DEMO_MODEL = os.path.join(ROOT, 'demo', 'synthetic_demo.pt')
@@ -65,11 +65,11 @@ def test_demo_mesh_matches_the_renders():
     generator, config = load_generator(DEMO_MODEL, None, 'cpu', use_ema=True)
     assert not generator.renderer.background  # the mask definition above relies on it
     camera = config['camera']
-    fused_cameras = extract_shapes.fusion_cameras(config, extract_shapes.DEFAULT_VIEW_STEP)
+    fused_cameras = extraction.fusion_cameras(config, extraction.DEFAULT_VIEW_STEP)
     test_cameras = random_cameras(config['generator']['kwargs'], NUM_TEST_CAMERAS, TEST_CAMERA_SEED)
     for seed in DEMO_SEEDS:
         z = latent_for_seed(seed, generator.z_dim, 'cpu')
-        vertices, faces, colors, _ = extract_shapes.extract_mesh(
+        vertices, faces, colors, _ = extraction.extract_mesh(
             generator, config, *generator.film_parameters(z, DEMO_PSI), fused_cameras)
         assert len(vertices) > 1000 and colors.shape == vertices.shape and colors.dtype == np.uint8
         assert np.linalg.norm(vertices, axis=1).max() < MAX_RADIUS
@@ -97,8 +97,8 @@ def test_random_weights_give_a_surface_in_front_of_the_background(config_name):
     config = configs.get_config(config_name)
     generator = build_generator(config).eval()
     frequencies, phase_shifts = generator.film_parameters(latent_for_seed(0, generator.z_dim, 'cpu'), DEMO_PSI)
-    camera_pos = extract_shapes.fusion_cameras(config, 60.0)
-    vertices, faces, colors, agreement = extract_shapes.extract_mesh(
+    camera_pos = extraction.fusion_cameras(config, 60.0)
+    vertices, faces, colors, agreement = extraction.extract_mesh(
         generator, config, frequencies, phase_shifts, camera_pos, resolution=16, view_size=12,
         threshold=RANDOM_FACE_THRESHOLD)
     assert len(vertices) > 0 and len(faces) > 0 and len(colors) == len(vertices)
@@ -110,7 +110,7 @@ def test_random_weights_give_a_surface_in_front_of_the_background(config_name):
 
 def test_fusion_cameras_cover_the_trained_range():
     config = configs.get_config('SYNTHETIC_demo')  # uniform: azimuth pi/2 +- pi/4, phi pi/3 +- pi/12
-    camera_pos = extract_shapes.fusion_cameras(config, 15.0)
+    camera_pos = extraction.fusion_cameras(config, 15.0)
     assert len(camera_pos) == 6 + 7 + 7  # rings at phi = 45, 60 and 75 degrees from +y
     phi, theta = camera_pos[:, 0], camera_pos[:, 1]
     assert (float(theta.min()), float(theta.max())) == pytest.approx((math.pi / 4, 3 * math.pi / 4))

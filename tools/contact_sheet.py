@@ -6,6 +6,7 @@
 
 Reads the `grid_<seed>_<i>.png` frames written by render_multiview_images.py.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import os
 import re

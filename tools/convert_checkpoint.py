@@ -22,6 +22,7 @@ states, so training cannot resume from it. With --plain the output is instead a 
 state_dict of the EMA weights (like our generator_ema.pth), which needs --config when used.
 The pickled ema.pth is read through the allow-listed loader in checkpoints.released.
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import sys
 

@@ -12,6 +12,7 @@ colour is white for configs that composite on white, else --background.
 """
 import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import json
+import math
 import os
 
 import torch
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from checkpoints.loading import add_generator_arguments, load_generator
 from datasets import build_dataset
 from generators import cameras
-from metrics.diversity import STATISTICS, image_statistics, summarize
+from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, image_statistics, summarize
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_write_text
@@ -78,9 +79,22 @@ def real_images(dataset, num_images):
     return images, torch.stack([dataset.camera_pos(index, flip=False) for index in range(num_images)])
 
 
+def spread_ratio(generated, real):
+    """generated / real spread; NaN when the real spread is 0 or either is NaN."""
+    return generated / real if real > 0 else math.nan
+
+
+def json_safe(value):
+    """`value` with every NaN float replaced by None (JSON null)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def run(args):
-    if args.num_images < 2 or args.batch_size < 1:
-        raise ValueError('--num_images must be >= 2 and --batch_size >= 1')
+    if args.num_images <= NUM_POSE_FEATURES or args.batch_size < 1:
+        raise ValueError(f'--num_images must be > {NUM_POSE_FEATURES} (the pose fit has {NUM_POSE_FEATURES} terms) '
+                         f'and --batch_size >= 1')
     device = resolve_device(args.device)
     generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=print)
     background = background_colour(config, args.background)
@@ -93,7 +107,8 @@ def run(args):
              'real': real_images(dataset, args.num_images)}
     summary = {side: summarize(image_statistics(images, background), images, poses)
                for side, (images, poses) in sides.items()}
-    summary['spread_ratio'] = {name: summary['generated'][name] / summary['real'][name] for name in SPREADS}
+    summary['spread_ratio'] = {name: spread_ratio(summary['generated'][name], summary['real'][name])
+                               for name in SPREADS}
     summary['num_images'] = args.num_images
     summary['generator_file'] = args.generator_file
     print(f"{'':<24}{'generated':>12}{'real':>12}{'ratio':>8}")
@@ -103,7 +118,7 @@ def run(args):
               + (f'{ratio:>8.2f}' if ratio is not None else ''))
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        atomic_write_text(json.dumps(summary, indent=2) + '\n', args.output)
+        atomic_write_text(json.dumps(json_safe(summary), indent=2) + '\n', args.output)
     return summary
 
 

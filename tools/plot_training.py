@@ -2,6 +2,7 @@
 
     python -m tools.plot_training --run_dir runs/demo --output docs/training_curve.png
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import json
 import os

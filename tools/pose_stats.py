@@ -17,6 +17,7 @@ Reads every pose file (not the images) with the loader's reader, then
   with --new_config NAME, a config to paste into configs.py;
 - draws theta / phi histograms with the fitted densities to --output (PNG).
 """
+import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
 import math
 import os

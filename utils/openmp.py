@@ -1,6 +1,6 @@
-"""OpenMP start-up setting of every script: idle worker threads sleep instead of spinning.
+"""OpenMP start-up setting of every command: idle worker threads sleep instead of spinning.
 
-Scripts import this module before torch, since the OpenMP runtime reads OMP_WAIT_POLICY once,
+The scripts and tools import this module before torch, since the OpenMP runtime reads OMP_WAIT_POLICY once,
 when torch loads it. PASSIVE is the default unless the environment sets the variable (set
 OMP_WAIT_POLICY=ACTIVE on a dedicated machine for a few percent more speed). With spinning
 threads, torch's two threads on a 2-core machine stall whenever another process holds a core:
