@@ -30,13 +30,18 @@ DEMO_NUM_IMAGES ?= 10000
 DEMO_DATA       ?= data/synthetic_demo
 # training run folder (resumed when present)
 DEMO_RUN        ?= runs/demo
+# where `make demo-eval` writes (FID/KID/consistency: metrics.json; diversity.json)
+DEMO_EVAL       ?= eval/demo
+# images per side for FID/KID, and for the diversity statistics
+DEMO_EVAL_IMAGES ?= 1000
+DEMO_DIVERSITY_IMAGES ?= 500
 
 # Idle OpenMP threads sleep instead of spinning, so torch's threads do not collapse when another
 # process shares the cores (the scripts set the same default themselves: utils/openmp.py; this
 # covers the test suite).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test demo demo-train benchmark clean-venv
+.PHONY: install test demo demo-data demo-train demo-eval benchmark clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -60,15 +65,25 @@ demo: $(STAMP)
 		--threshold $(DEMO_THRESHOLD) --resolution $(DEMO_MESH_RESOLUTION)
 	@echo "demo outputs in $(DEMO_OUT)/: grid_<seed>.gif/.mp4 (yaw sweeps), depth_<seed>.gif, demo_grid.png, shape_0.ply"
 
-demo-train: $(STAMP)
+demo-data: $(STAMP)
 	$(PY) preprocess_dataset.py --cate synthetic --config SYNTHETIC_demo --output_dir $(DEMO_DATA) \
 		--num_images $(DEMO_NUM_IMAGES) --seed $(DEMO_SEED)
+
+demo-train: demo-data
 	$(PY) train.py --config SYNTHETIC_demo --data_dir $(DEMO_DATA) --output_dir $(DEMO_RUN) \
 		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --num_workers 1 --sample_interval 250 --model_save_interval 2000 \
 		$$(test -d $(DEMO_RUN)/checkpoints && echo --load_dir $(DEMO_RUN))
 	$(PY) -m tools.convert_checkpoint --output $(DEMO_RUN)/synthetic_demo.pt \
 		--generator_file $$(ls $(DEMO_RUN)/checkpoints/step_*.pt | tail -n 1)
 	$(MAKE) demo DEMO_MODEL=$(DEMO_RUN)/synthetic_demo.pt
+
+# The demo model's numbers (docs/demo_model.md "Metrics"): FID/KID and consistency, then diversity.
+demo-eval: demo-data
+	$(PY) fid_evaluation.py --config SYNTHETIC_demo --generator_file $(DEMO_MODEL) --data_dir $(DEMO_DATA) \
+		--output_dir $(DEMO_EVAL) --num_real_images $(DEMO_EVAL_IMAGES) --num_images $(DEMO_EVAL_IMAGES) \
+		--metrics fid,kid,consistency --offline --batch_size 16
+	$(PY) -m tools.diversity --generator_file $(DEMO_MODEL) --data_dir $(DEMO_DATA) --num_images $(DEMO_DIVERSITY_IMAGES) \
+		--output $(DEMO_EVAL)/diversity.json
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/render.py

@@ -1,5 +1,7 @@
 """Smoke test of the demo path: `make demo-train` (dataset, training, export, `make demo`) on a few steps,
-and `make demo` on the shipped model."""
+`make demo` and `make demo-eval` on the shipped model."""
+import json
+import math
 import os
 import re
 import subprocess
@@ -55,6 +57,19 @@ def test_shipped_demo_model_renders(tmp_path):
     assert frames[0].std() > 5  # an object, not a blank frame
     assert np.abs(frames[0] - frames[1]).mean() > 1  # the camera moved
     assert (tmp_path / 'shape_0.ply').stat().st_size > 1000
+
+
+def test_demo_eval_measures_the_shipped_model(tmp_path):
+    evaluation = tmp_path / 'eval'
+    run_make('demo-eval', DEMO_MODEL=SHIPPED_MODEL, DEMO_NUM_IMAGES=12, DEMO_DATA=tmp_path / 'data',
+             DEMO_EVAL=evaluation, DEMO_EVAL_IMAGES=8, DEMO_DIVERSITY_IMAGES=8)
+    record = json.loads((evaluation / 'metrics.json').read_text())
+    assert record['num_images'] == 8 and record['feature_sources']  # the offline Inception was found
+    results = record['results']
+    assert results['fid'] > 0 and math.isfinite(results['kid_mean'])
+    assert 0 <= results['consistency_error'] < 0.5
+    diversity = json.loads((evaluation / 'diversity.json').read_text())
+    assert diversity['num_images'] == 8 and diversity['generated']['empty_images'] == 0
 
 
 def test_shipped_demo_model_is_what_demo_train_makes():
