@@ -30,7 +30,7 @@ import sys
 
 import configs
 from checkpoints.checkpoint import CHECKPOINT_FOLDER, config_to_json, list_checkpoints
-from training import is_power_of_two, training_loop
+from training import TrainingInterrupted, is_power_of_two, training_loop
 from utils import cli, distributed
 from utils.device import resolve_device
 from utils.files import check_writable_folder
@@ -125,6 +125,9 @@ def run(args, config, device, precision, output_dir, options):
     except cli.UserError as error:
         distributed.print0(f"error: {cli.one_line(error)}", file=sys.stderr)
         return cli.EXIT_ERROR
+    except TrainingInterrupted as interruption:
+        distributed.print0(f"{interruption} {output_dir}", file=sys.stderr)
+        return cli.EXIT_SIGNAL_BASE + interruption.signal_number
     finally:
         distributed.cleanup()
     return 0

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from datasets.poses import read_extrinsics_npy, read_pose, read_pose_npy
 from utils.cli import UserError, one_line
+from utils.signals import ignore_stop_signals
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')  # file suffixes read as images (case-insensitive)
 POSE_FOLDER = 'poses'                          # pose files live in <root>/poses/
@@ -281,9 +282,16 @@ def build_dataloader(dataset, batch_size, rank=0, world_size=1, shuffle=True, se
         drop_last=True,
         persistent_workers=False,  # workers restart each epoch, seeded by begin_epoch (exact resume)
         generator=torch.Generator(),
+        worker_init_fn=_leave_stop_signals_to_the_trainer,
     )
     loader.rank_seed = seed * world_size + rank  # worker seeds (flips) differ per rank
     return loader, sampler
+
+
+def _leave_stop_signals_to_the_trainer(worker_id):
+    """Workers ignore Ctrl-C / SIGTERM (a terminal or a cluster sends them to every process): the
+    training process saves a checkpoint first, then shuts its workers down."""
+    ignore_stop_signals()
 
 
 def begin_epoch(loader, epoch):

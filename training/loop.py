@@ -8,6 +8,7 @@ skips that update on every rank, and too many in a row stop training.
 import json
 import math
 import os
+import signal
 import time
 
 import torch
@@ -25,6 +26,7 @@ from training.loss import GramLoss
 from utils import distributed
 from utils.cli import UserError
 from utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
+from utils.signals import StopRequest
 
 EMA_DECAY = 0.999              # first EMA (written to generator_ema.pth)
 EMA2_DECAY = 0.9999            # second EMA
@@ -38,6 +40,16 @@ PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float
 
 class TrainingError(UserError):
     """Training cannot go on; the message says why and what to do, in one line."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT / SIGTERM after saving a checkpoint at `step`."""
+
+    def __init__(self, signal_number, step):
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step} after saving a "
+                         f"checkpoint; resume with --load_dir")
+        self.signal_number = signal_number
+        self.step = step
 
 
 def training_loop(
@@ -59,7 +71,9 @@ def training_loop(
     max_nonfinite       = 10,       # stop after this many iterations in a row with a non-finite loss
     run_options         = None,     # the resolved command-line options, saved as args.json (rank 0)
 ):
-    """Train GRAM; returns the final step. Raises TrainingError, DatasetError, CheckpointError."""
+    """Train GRAM; returns the final step. Raises TrainingError, DatasetError, CheckpointError, and
+    TrainingInterrupted after saving a checkpoint when SIGINT or SIGTERM arrives (a second signal
+    stops at once)."""
     rank, world_size = distributed.get_rank(), distributed.get_world_size()
     is_main = rank == 0
 
@@ -162,68 +176,76 @@ def training_loop(
             checkpoint.prune_checkpoints(output_dir, model_save_interval, keep_step=step)
             progress.write(f"step {step}: saved {path}")
 
-    # Train.
+    # Train. A stop signal (any rank) ends the iteration in progress, then saves and stops.
     nonfinite_in_a_row = 0
     done = step >= total_steps or epoch >= n_epochs
+    stopped = False
     try:
-        while not done:
-            begin_epoch(loader, epoch)
-            batches = iter(loader)
-            for _ in range(batch_in_epoch):  # after a resume: skip what the checkpoint had used of this epoch
-                next(batches)
-            if rng_state is not None:
-                restore_rng_state(rng_state, rank, device)  # after the skip, whose loading drew flips
-                rng_state = None
-            for real_img, real_pos in batches:
-                real_img, real_pos = real_img.to(device), real_pos.to(device)
-                if scaler.get_scale() < 1:  # a collapsed loss scale restarts at 1 (released rule)
-                    scaler.update(1.0)
+        with StopRequest() as stop_request:
+            while not done:
+                begin_epoch(loader, epoch)
+                batches = iter(loader)
+                for _ in range(batch_in_epoch):  # after a resume: skip what the checkpoint had used of this epoch
+                    next(batches)
+                if rng_state is not None:
+                    restore_rng_state(rng_state, rank, device)  # after the skip, whose loading drew flips
+                    rng_state = None
+                for real_img, real_pos in batches:
+                    real_img, real_pos = real_img.to(device), real_pos.to(device)
+                    if scaler.get_scale() < 1:  # a collapsed loss scale restarts at 1 (released rule)
+                        scaler.update(1.0)
 
-                # Discriminator step: 'D main' + 'D R1' when due.
-                d_losses = loss.accumulate_discriminator(real_img, real_pos, apply_r1=loss.r1_due(step))
-                d_ok = take_optimizer_step(optimizer_D, list(discriminator.parameters()), d_losses['D'], scaler,
-                                           grad_clip)
+                    # Discriminator step: 'D main' + 'D R1' when due.
+                    d_losses = loss.accumulate_discriminator(real_img, real_pos, apply_r1=loss.r1_due(step))
+                    d_ok = take_optimizer_step(optimizer_D, list(discriminator.parameters()), d_losses['D'],
+                                               scaler, grad_clip)
 
-                # Generator step: 'G main', summed over chunks; then the EMAs.
-                g_losses = loss.accumulate_generator(batch_size, device)
-                g_ok = take_optimizer_step(optimizer_G, list(generator.parameters()), g_losses['G'], scaler,
-                                           grad_clip)
-                scaler.update()  # once per iteration, after the G step
-                if g_ok:
-                    ema.update(generator)
-                    ema2.update(generator)
+                    # Generator step: 'G main', summed over chunks; then the EMAs.
+                    g_losses = loss.accumulate_generator(batch_size, device)
+                    g_ok = take_optimizer_step(optimizer_G, list(generator.parameters()), g_losses['G'],
+                                               scaler, grad_clip)
+                    scaler.update()  # once per iteration, after the G step
+                    if g_ok:
+                        ema.update(generator)
+                        ema2.update(generator)
 
-                # Non-finite losses: the update was skipped; stop after too many in a row.
-                step += 1
-                nonfinite_in_a_row = 0 if d_ok and g_ok else nonfinite_in_a_row + 1
-                if nonfinite_in_a_row:
-                    bad = ' and '.join(name for name, ok in (('D', d_ok), ('G', g_ok)) if not ok)
-                    progress.write(f"step {step}: non-finite {bad} loss, update skipped ({nonfinite_in_a_row} in a row)")
-                if nonfinite_in_a_row >= max_nonfinite:
-                    raise TrainingError(
-                        f"stopped at step {step}: {nonfinite_in_a_row} iterations in a row had a non-finite loss; "
-                        f"lower the learning rates (or use --precision fp32), then resume with --load_dir")
+                    # Non-finite losses: the update was skipped; stop after too many in a row.
+                    step += 1
+                    nonfinite_in_a_row = 0 if d_ok and g_ok else nonfinite_in_a_row + 1
+                    if nonfinite_in_a_row:
+                        bad = ' and '.join(name for name, ok in (('D', d_ok), ('G', g_ok)) if not ok)
+                        progress.write(f"step {step}: non-finite {bad} loss, update skipped "
+                                       f"({nonfinite_in_a_row} in a row)")
+                    if nonfinite_in_a_row >= max_nonfinite:
+                        raise TrainingError(
+                            f"stopped at step {step}: {nonfinite_in_a_row} iterations in a row had a non-finite "
+                            f"loss; lower the learning rates (or use --precision fp32), then resume with --load_dir")
 
-                # Logs, snapshots, checkpoints.
-                batch_in_epoch += 1
-                progress.record(step, {**d_losses, **g_losses})
-                done = step >= total_steps
-                if step % sample_interval == 0 or done:
-                    snapshot(step)
-                if step % sample_interval == 0 or step % model_save_interval == 0 or done:
-                    save(step, epoch, batch_in_epoch)
-                if done:
-                    break
-            else:  # the epoch ran out
-                epoch += 1
-                batch_in_epoch = 0
-                if epoch >= n_epochs:
-                    snapshot(step)
-                    save(step, epoch, batch_in_epoch)
-                    done = True
+                    # Logs, snapshots, checkpoints.
+                    batch_in_epoch += 1
+                    progress.record(step, {**d_losses, **g_losses})
+                    done = step >= total_steps
+                    stopped = not done and distributed.any_rank(stop_request.requested)
+                    if step % sample_interval == 0 or done:
+                        snapshot(step)
+                    if step % sample_interval == 0 or step % model_save_interval == 0 or done or stopped:
+                        save(step, epoch, batch_in_epoch)
+                    if done or stopped:
+                        break
+                else:  # the epoch ran out
+                    epoch += 1
+                    batch_in_epoch = 0
+                    if epoch >= n_epochs:
+                        snapshot(step)
+                        save(step, epoch, batch_in_epoch)
+                        done = True
+                done = done or stopped
     finally:
         progress.close()
 
+    if stopped:
+        distributed.barrier()  # rank 0 has written the checkpoint
+        raise TrainingInterrupted(stop_request.signal_number or signal.SIGTERM, step)
     # Done.
     distributed.barrier()  # nobody leaves before rank 0 has written its last files
     distributed.print0(f"training finished at step {step}")

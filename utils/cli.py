@@ -14,6 +14,7 @@ import sys
 DEVICE_HELP = "'auto' (default: cuda > mps > cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'"
 EXIT_ERROR = 1   # a problem found while running
 EXIT_USAGE = 2   # a bad command line (argparse's code)
+EXIT_SIGNAL_BASE = 128  # stopped by signal N: exit code 128 + N (the shell's convention)
 
 
 class UserError(RuntimeError):

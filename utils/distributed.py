@@ -204,6 +204,16 @@ def all_gather_rows(tensor):
     return torch.cat([gathered[rank, :count] for rank, count in enumerate(counts)])
 
 
+@_timeout_named
+def any_rank(flag):
+    """Whether the bool `flag` is true on any rank (collective when there are several)."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([float(flag)], device=_comm_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def all_reduce_mean(values):
     """Mean over ranks of a 1-D float tensor (e.g. logged losses)."""
     if not dist.is_initialized():
