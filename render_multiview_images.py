@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import configs
 from checkpoints.loading import add_generator_arguments, load_generator
 from generators import cameras
 from generators.renderer import ACCELERATOR_CHUNK_RAYS, CPU_CHUNK_RAYS, DEFAULT_CHUNK_RAYS
@@ -146,6 +147,9 @@ def parse_args(argv=None):
                         help='camera path: released (faces sweep / objects orbit), sweep, orbit or grid')
     parser.add_argument('--yaw_amplitude', type=float, default=SWEEP_YAW,
                         help='yaw half-range of the sweep and grid trajectories, radians (default: released 0.4)')
+    parser.add_argument('--fov', type=float, default=None,
+                        help="field of view, degrees (default: the released render's, 12 for faces and cats, "
+                             "35 for objects; the config's training fov frames an inversion as it was fitted)")
     parser.add_argument('--batch_size', type=int, default=1, help='frames rendered per forward pass (>= 1)')
     parser.add_argument('--chunk_rays', type=int, default=DEFAULT_CHUNK_RAYS,
                         help='rays evaluated at once inside a forward pass (lower = less memory; '
@@ -163,6 +167,8 @@ def run(args):
         raise ValueError(f'--img_size must be >= 1, got {args.img_size}')
     if not 0 <= args.psi <= 1:
         raise ValueError(f'--psi must be in [0, 1] (1 = no truncation), got {args.psi}')
+    if args.fov is not None and not 0 < args.fov < configs.MAX_FOV:
+        raise ValueError(f'--fov must be in (0, {configs.MAX_FOV:g}) degrees, got {args.fov}')
     if not 0 <= args.yaw_amplitude <= math.pi:
         raise ValueError(f'--yaw_amplitude must be in [0, pi] radians, got {args.yaw_amplitude}')
     if args.latent is not None and args.config is not None:
@@ -180,7 +186,8 @@ def run(args):
         generator, config = inverted.generator, inverted.config
         subjects = [(FILE_LABEL, None)]
     family = camera_family(config)
-    camera = {'fov': family['fov'], 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
+    fov = family['fov'] if args.fov is None else args.fov
+    camera = {'fov': fov, 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
     img_size = args.img_size or generator.img_size
     pitches, yaws = trajectory_angles(args.trajectory, args.frames, family, args.yaw_amplitude)
     origins = cameras.camera_origin_from_pos(torch.tensor([pitches, yaws], dtype=torch.float64).T).tolist()

@@ -7,7 +7,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIG, make_released_pair
+from helpers import CONFIG, ROOT, make_released_pair
 from PIL import Image
 
 import configs
@@ -168,6 +168,17 @@ def test_cli_end_to_end_with_video_and_depth(tmp_path):
     assert not [name for name in os.listdir(out) if name.startswith('.tmp')]  # atomic writes cleaned up
 
 
+def test_fov_override_frames_the_object_tighter(tmp_path):
+    covered = {}
+    for name, fov_args in (('released', []), ('training', ['--fov', '30'])):
+        out = tmp_path / name
+        assert render.main(['--generator_file', os.path.join(ROOT, 'demo', 'synthetic_demo.pt'), '--output_dir', str(out),
+                            '--seeds', '1', '--frames', '1', '--img_size', '32', '--no_watermark', '--device', 'cpu',
+                            *fov_args]) == 0
+        covered[name] = (read_png(out / 'grid_1_0.png').min(axis=-1) < 240).mean()  # non-white pixels
+    assert covered['training'] > 1.15 * covered['released']  # tan(17.5 deg) / tan(15 deg) = 1.17 per axis
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     generator_path, _ = make_released_pair(str(tmp_path))
     empty, junk = tmp_path / 'empty.pth', tmp_path / 'junk.pth'
@@ -182,6 +193,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         (['--generator_file', generator_path, '--config', CONFIG, '--psi', 'nan'], '--psi must be in [0, 1]'),
         (['--generator_file', generator_path, '--config', CONFIG, '--psi', '2'], '--psi must be in [0, 1]'),
         (['--generator_file', generator_path, '--config', CONFIG, '--yaw_amplitude', 'inf'], '--yaw_amplitude must be'),
+        (['--generator_file', generator_path, '--config', CONFIG, '--fov', '0'], '--fov must be in (0, 180)'),
         (['--generator_file', generator_path, '--config', CONFIG, '--seeds', '0-999999999999'], 'more than 100000 seeds'),
         (['--generator_file', str(empty), '--config', CONFIG], 'is empty'),
         (['--generator_file', str(junk), '--config', CONFIG], 'is not a torch weights file'),
