@@ -22,7 +22,7 @@ seed (z drawn as in render_multiview_images.py, EMA weights, truncation --psi):
    the pose prior's mean camera ((0, 0, -1) for faces and cats, as their renders lock it).
 The mesh is closed; its parts no trained camera sees (the back of a face, the underside of a car)
 are the fused volume's boundary, not real geometry. Writes shape_<seed>.ply (binary PLY with vertex
-colours) or shape_<seed>.obj (--format obj) in --output_dir, and prints how well the mesh reproduces
+colours), shape_<seed>.obj (--format obj) or shape_<seed>.glb (--format glb, glTF 2.0) in --output_dir, and prints how well the mesh reproduces
 the rendered views (mask IoU, median relative depth error). docs/shapes.md has the measurements.
 
 With --latent FILE (the inversion.pt of invert.py) the inverted subject is meshed instead of the

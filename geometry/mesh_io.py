@@ -1,26 +1,44 @@
-"""Writing coloured triangle meshes: binary PLY and Wavefront OBJ, both written atomically.
+"""Writing coloured triangle meshes: binary PLY, Wavefront OBJ and binary glTF, written atomically.
 
 Meshes are vertices [V, 3] float (world), faces [T, 3] int (0-based, counter-clockwise seen from
 outside) and colors [V, 3] uint8.
 - PLY: binary little-endian, per-vertex uchar red/green/blue (MeshLab, Blender, Open3D, trimesh).
 - OBJ: text, `v x y z r g b` with colours in [0, 1] (the common vertex-colour extension, read by
   MeshLab, Blender and trimesh), 1-based `f a b c`.
+- GLB: glTF 2.0 binary, one triangle mesh with POSITION and COLOR_0 (normalised RGBA bytes) and
+  uint32 indices (Blender, three.js, web and phone viewers). The world's +y is up and +z faces the
+  frontal camera, which is glTF's convention too, so coordinates are written as they are.
 """
+import json
+import struct
+
 import numpy as np
 
 from utils.files import atomic_path
 
-FORMATS = ('ply', 'obj')
+FORMATS = ('ply', 'obj', 'glb')
 PIXEL_MAX = 255  # uchar colours
+
+# glTF 2.0 binary container and enumerations (Khronos glTF 2.0 specification).
+GLB_MAGIC = b'glTF'
+GLB_VERSION = 2
+GLB_HEADER = struct.Struct('<4sII')    # magic, version, total length
+GLB_CHUNK_HEADER = struct.Struct('<II')  # chunk length, chunk type
+GLB_CHUNK_JSON = 0x4E4F534A
+GLB_CHUNK_BIN = 0x004E4942
+GLB_ALIGNMENT = 4                     # chunks (and vertex attributes) start on 4-byte boundaries
+GLTF_ARRAY_BUFFER, GLTF_ELEMENT_ARRAY_BUFFER = 34962, 34963
+GLTF_FLOAT, GLTF_UNSIGNED_BYTE, GLTF_UNSIGNED_INT = 5126, 5121, 5125
+GLTF_TRIANGLES = 4
 
 
 def write_mesh(path, vertices, faces, colors, comment):
-    """Write the mesh in the format named by the extension of `path` (.ply or .obj)."""
+    """Write the mesh in the format named by the extension of `path` (.ply, .obj or .glb)."""
     extension = path.rsplit('.', 1)[-1].lower()
-    if extension not in FORMATS:
+    writers = {'ply': write_ply, 'obj': write_obj, 'glb': write_glb}
+    if extension not in writers:
         raise ValueError(f"unknown mesh format '.{extension}'; use one of {', '.join(FORMATS)}")
-    writer = write_ply if extension == 'ply' else write_obj
-    writer(path, vertices, faces, colors, comment)
+    writers[extension](path, vertices, faces, colors, comment)
 
 
 def write_ply(path, vertices, faces, colors, comment='GRAM mesh'):
@@ -53,3 +71,45 @@ def write_obj(path, vertices, faces, colors, comment='GRAM mesh'):
         handle.write(f'# {comment}\n')
         np.savetxt(handle, vertex_lines, fmt='v %.6f %.6f %.6f %.4f %.4f %.4f')
         np.savetxt(handle, np.asarray(faces, dtype=np.int64) + 1, fmt='f %d %d %d')
+
+
+def _padded(data, fill):
+    """`data` (bytes) padded with `fill` to a multiple of GLB_ALIGNMENT bytes."""
+    return data + fill * (-len(data) % GLB_ALIGNMENT)
+
+
+def write_glb(path, vertices, faces, colors, comment='GRAM mesh'):
+    """glTF 2.0 binary: one mesh, float32 positions, RGBA uchar colours (alpha 255), uint32 indices;
+    `comment` goes into asset.extras."""
+    positions = np.ascontiguousarray(vertices, dtype='<f4')                                   # [V, 3]
+    rgba = np.concatenate([np.asarray(colors, dtype=np.uint8),
+                           np.full((len(positions), 1), PIXEL_MAX, dtype=np.uint8)], axis=1)  # [V, 4]
+    indices = np.ascontiguousarray(faces, dtype='<u4').reshape(-1)                          # [3 T]
+    blobs = [positions.tobytes(), rgba.tobytes(), indices.tobytes()]  # each a multiple of 4 bytes
+    offsets = np.cumsum([0] + [len(blob) for blob in blobs]).tolist()
+    targets = (GLTF_ARRAY_BUFFER, GLTF_ARRAY_BUFFER, GLTF_ELEMENT_ARRAY_BUFFER)
+    gltf = {
+        'asset': {'version': '2.0', 'generator': 'GRAM geometry.mesh_io', 'extras': {'comment': comment}},
+        'scene': 0,
+        'scenes': [{'nodes': [0]}],
+        'nodes': [{'mesh': 0}],
+        'meshes': [{'primitives': [{'attributes': {'POSITION': 0, 'COLOR_0': 1}, 'indices': 2,
+                                    'mode': GLTF_TRIANGLES}]}],
+        'buffers': [{'byteLength': offsets[-1]}],
+        'bufferViews': [{'buffer': 0, 'byteOffset': offsets[i], 'byteLength': len(blobs[i]), 'target': targets[i]}
+                        for i in range(len(blobs))],
+        'accessors': [
+            {'bufferView': 0, 'componentType': GLTF_FLOAT, 'count': len(positions), 'type': 'VEC3',
+             'min': positions.min(axis=0).tolist(), 'max': positions.max(axis=0).tolist()},
+            {'bufferView': 1, 'componentType': GLTF_UNSIGNED_BYTE, 'normalized': True, 'count': len(rgba),
+             'type': 'VEC4'},
+            {'bufferView': 2, 'componentType': GLTF_UNSIGNED_INT, 'count': len(indices), 'type': 'SCALAR'},
+        ],
+    }
+    json_chunk = _padded(json.dumps(gltf, separators=(',', ':')).encode('utf-8'), b' ')
+    binary_chunk = _padded(b''.join(blobs), b'\0')
+    total = GLB_HEADER.size + 2 * GLB_CHUNK_HEADER.size + len(json_chunk) + len(binary_chunk)
+    with atomic_path(path) as tmp_path, open(tmp_path, 'wb') as handle:
+        handle.write(GLB_HEADER.pack(GLB_MAGIC, GLB_VERSION, total))
+        handle.write(GLB_CHUNK_HEADER.pack(len(json_chunk), GLB_CHUNK_JSON) + json_chunk)
+        handle.write(GLB_CHUNK_HEADER.pack(len(binary_chunk), GLB_CHUNK_BIN) + binary_chunk)

@@ -1,4 +1,7 @@
-"""geometry/mesh_io.py: PLY and OBJ files hold exactly the mesh given."""
+"""geometry/mesh_io.py: PLY, OBJ and GLB files hold exactly the mesh given."""
+import json
+import struct
+
 import numpy as np
 import pytest
 from helpers import read_ply
@@ -28,6 +31,45 @@ def test_obj_holds_vertex_colours_and_one_based_faces(tmp_path):
     np.testing.assert_allclose(vertex_rows[:, :3], VERTICES)
     np.testing.assert_allclose(vertex_rows[:, 3:] * 255, COLORS, atol=0.02)
     np.testing.assert_array_equal(face_rows - 1, FACES)
+
+
+def read_glb(path):
+    """(the glTF JSON, the binary chunk) of a .glb file, checking the container."""
+    data = path.read_bytes()
+    magic, version, length = struct.unpack_from('<4sII', data, 0)
+    assert (magic, version, length) == (b'glTF', 2, len(data))
+    json_length, json_type = struct.unpack_from('<II', data, 12)
+    assert json_type == 0x4E4F534A and json_length % 4 == 0
+    gltf = json.loads(data[20:20 + json_length])
+    binary_length, binary_type = struct.unpack_from('<II', data, 20 + json_length)
+    assert binary_type == 0x004E4942 and 28 + json_length + binary_length == len(data)
+    return gltf, data[28 + json_length:]
+
+
+def test_glb_is_a_valid_gltf_binary_with_the_mesh(tmp_path):
+    mesh_io.write_mesh(str(tmp_path / 'tetra.glb'), VERTICES, FACES, COLORS, 'a tetrahedron')
+    gltf, binary = read_glb(tmp_path / 'tetra.glb')
+    assert gltf['asset']['version'] == '2.0' and gltf['asset']['extras']['comment'] == 'a tetrahedron'
+    primitive = gltf['meshes'][0]['primitives'][0]
+    assert primitive['mode'] == 4  # triangles
+
+    def accessor_array(index, dtype, width):
+        accessor = gltf['accessors'][index]
+        view = gltf['bufferViews'][accessor['bufferView']]
+        assert view['byteOffset'] % 4 == 0
+        values = np.frombuffer(binary, dtype=dtype, count=accessor['count'] * width, offset=view['byteOffset'])
+        return accessor, values.reshape(accessor['count'], width)
+
+    position, positions = accessor_array(primitive['attributes']['POSITION'], '<f4', 3)
+    np.testing.assert_array_equal(positions, VERTICES)
+    assert position['min'] == [0, 0, 0] and position['max'] == [1, 1, 1]
+    color, rgba = accessor_array(primitive['attributes']['COLOR_0'], np.uint8, 4)
+    assert color['normalized'] and color['type'] == 'VEC4'
+    np.testing.assert_array_equal(rgba[:, :3], COLORS)
+    assert (rgba[:, 3] == 255).all()
+    _, indices = accessor_array(primitive['indices'], '<u4', 1)
+    np.testing.assert_array_equal(indices.reshape(-1, 3), FACES)
+    assert gltf['buffers'][0]['byteLength'] <= len(binary)
 
 
 def test_unknown_extension_is_refused(tmp_path):
