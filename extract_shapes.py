@@ -22,11 +22,12 @@ seed (z drawn as in render_multiview_images.py, EMA weights, truncation --psi):
    the pose prior's mean camera ((0, 0, -1) for faces and cats, as their renders lock it).
 The mesh is closed; its parts no trained camera sees (the back of a face, the underside of a car)
 are the fused volume's boundary, not real geometry. Writes shape_<seed>.ply (binary PLY with vertex
-colours), shape_<seed>.obj (--format obj) or shape_<seed>.glb (--format glb, glTF 2.0) in --output_dir, and prints how well the mesh reproduces
-the rendered views (mask IoU, median relative depth error). docs/shapes.md has the measurements.
+colours), shape_<seed>.obj (--format obj) or shape_<seed>.glb (--format glb, glTF 2.0) in
+--output_dir, and prints how well the mesh reproduces the rendered views (mask IoU, median
+relative depth error). docs/shapes.md has the measurements.
 
 With --latent FILE (the inversion.pt of invert.py) the inverted subject is meshed instead of the
-seeds, into shape_inversion.ply / .obj: its FiLM parameters, the config stored in FILE and, when
+seeds, into shape_inversion.<format>: its FiLM parameters, the config stored in FILE and, when
 FILE holds them, its fine-tuned weights on top of --generator_file (the base model; --config and
 --psi do not apply). The cameras are the same grid over the trained pose range, not the
 inversion's camera.

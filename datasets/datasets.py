@@ -282,15 +282,15 @@ def build_dataloader(dataset, batch_size, rank=0, world_size=1, shuffle=True, se
         drop_last=True,
         persistent_workers=False,  # workers restart each epoch, seeded by begin_epoch (exact resume)
         generator=torch.Generator(),
-        worker_init_fn=_leave_stop_signals_to_the_trainer,
+        worker_init_fn=_leave_stop_signals_to_the_main_process,
     )
     loader.rank_seed = seed * world_size + rank  # worker seeds (flips) differ per rank
     return loader, sampler
 
 
-def _leave_stop_signals_to_the_trainer(worker_id):
+def _leave_stop_signals_to_the_main_process(worker_id):
     """Workers ignore Ctrl-C / SIGTERM (a terminal or a cluster sends them to every process): the
-    training process saves a checkpoint first, then shuts its workers down."""
+    main process decides, e.g. training saves a checkpoint first, then shuts its workers down."""
     ignore_stop_signals()
 
 

@@ -5,9 +5,12 @@ outside) and colors [V, 3] uint8.
 - PLY: binary little-endian, per-vertex uchar red/green/blue (MeshLab, Blender, Open3D, trimesh).
 - OBJ: text, `v x y z r g b` with colours in [0, 1] (the common vertex-colour extension, read by
   MeshLab, Blender and trimesh), 1-based `f a b c`.
-- GLB: glTF 2.0 binary, one triangle mesh with POSITION and COLOR_0 (normalised RGBA bytes) and
-  uint32 indices (Blender, three.js, web and phone viewers). The world's +y is up and +z faces the
-  frontal camera, which is glTF's convention too, so coordinates are written as they are.
+- GLB: glTF 2.0 binary, one triangle mesh with POSITION, COLOR_0 and uint32 indices, and an unlit
+  material (KHR_materials_unlit: the colours already hold the rendered shading; viewers without the
+  extension fall back to a rough, non-metallic material). glTF vertex colours are linear, so the
+  sRGB colours are converted and stored as normalised 16-bit RGBA (no banding). Blender, three.js,
+  web and phone viewers read it. The world's +y is up and +z faces the frontal camera, which is
+  glTF's convention too, so coordinates are written as they are.
 """
 import json
 import struct
@@ -16,7 +19,6 @@ import numpy as np
 
 from utils.files import atomic_path
 
-FORMATS = ('ply', 'obj', 'glb')
 PIXEL_MAX = 255  # uchar colours
 
 # glTF 2.0 binary container and enumerations (Khronos glTF 2.0 specification).
@@ -28,17 +30,29 @@ GLB_CHUNK_JSON = 0x4E4F534A
 GLB_CHUNK_BIN = 0x004E4942
 GLB_ALIGNMENT = 4                     # chunks (and vertex attributes) start on 4-byte boundaries
 GLTF_ARRAY_BUFFER, GLTF_ELEMENT_ARRAY_BUFFER = 34962, 34963
-GLTF_FLOAT, GLTF_UNSIGNED_BYTE, GLTF_UNSIGNED_INT = 5126, 5121, 5125
+GLTF_FLOAT, GLTF_UNSIGNED_SHORT, GLTF_UNSIGNED_INT = 5126, 5123, 5125
 GLTF_TRIANGLES = 4
+GLTF_UNLIT = 'KHR_materials_unlit'
+SHORT_MAX = 65535  # normalised uint16 colours
+# sRGB transfer function (IEC 61966-2-1): linear = c / 12.92 up to 0.04045, else ((c + 0.055) / 1.055)^2.4.
+SRGB_LINEAR_LIMIT = 0.04045
+SRGB_LINEAR_SLOPE = 12.92
+SRGB_OFFSET = 0.055
+SRGB_GAMMA = 2.4
+
+
+def srgb_to_linear(colors):
+    """uint8 sRGB colours [V, 3] -> linear floats in [0, 1]."""
+    c = np.asarray(colors, dtype=np.float64) / PIXEL_MAX
+    return np.where(c <= SRGB_LINEAR_LIMIT, c / SRGB_LINEAR_SLOPE, ((c + SRGB_OFFSET) / (1 + SRGB_OFFSET)) ** SRGB_GAMMA)
 
 
 def write_mesh(path, vertices, faces, colors, comment):
-    """Write the mesh in the format named by the extension of `path` (.ply, .obj or .glb)."""
+    """Write the mesh in the format named by the extension of `path` (FORMATS)."""
     extension = path.rsplit('.', 1)[-1].lower()
-    writers = {'ply': write_ply, 'obj': write_obj, 'glb': write_glb}
-    if extension not in writers:
+    if extension not in WRITERS:
         raise ValueError(f"unknown mesh format '.{extension}'; use one of {', '.join(FORMATS)}")
-    writers[extension](path, vertices, faces, colors, comment)
+    WRITERS[extension](path, vertices, faces, colors, comment)
 
 
 def write_ply(path, vertices, faces, colors, comment='GRAM mesh'):
@@ -79,11 +93,11 @@ def _padded(data, fill):
 
 
 def write_glb(path, vertices, faces, colors, comment='GRAM mesh'):
-    """glTF 2.0 binary: one mesh, float32 positions, RGBA uchar colours (alpha 255), uint32 indices;
-    `comment` goes into asset.extras."""
+    """glTF 2.0 binary: one mesh, float32 positions, linear RGBA uint16 colours (alpha 1), uint32
+    indices, an unlit material; `comment` goes into asset.extras."""
     positions = np.ascontiguousarray(vertices, dtype='<f4')                                   # [V, 3]
-    rgba = np.concatenate([np.asarray(colors, dtype=np.uint8),
-                           np.full((len(positions), 1), PIXEL_MAX, dtype=np.uint8)], axis=1)  # [V, 4]
+    linear = np.round(srgb_to_linear(colors) * SHORT_MAX)
+    rgba = np.concatenate([linear, np.full((len(positions), 1), SHORT_MAX)], axis=1).astype('<u2')  # [V, 4]
     indices = np.ascontiguousarray(faces, dtype='<u4').reshape(-1)                          # [3 T]
     blobs = [positions.tobytes(), rgba.tobytes(), indices.tobytes()]  # each a multiple of 4 bytes
     offsets = np.cumsum([0] + [len(blob) for blob in blobs]).tolist()
@@ -93,15 +107,18 @@ def write_glb(path, vertices, faces, colors, comment='GRAM mesh'):
         'scene': 0,
         'scenes': [{'nodes': [0]}],
         'nodes': [{'mesh': 0}],
-        'meshes': [{'primitives': [{'attributes': {'POSITION': 0, 'COLOR_0': 1}, 'indices': 2,
+        'meshes': [{'primitives': [{'attributes': {'POSITION': 0, 'COLOR_0': 1}, 'indices': 2, 'material': 0,
                                     'mode': GLTF_TRIANGLES}]}],
+        'materials': [{'pbrMetallicRoughness': {'metallicFactor': 0.0, 'roughnessFactor': 1.0},
+                       'extensions': {GLTF_UNLIT: {}}}],
+        'extensionsUsed': [GLTF_UNLIT],
         'buffers': [{'byteLength': offsets[-1]}],
         'bufferViews': [{'buffer': 0, 'byteOffset': offsets[i], 'byteLength': len(blobs[i]), 'target': targets[i]}
                         for i in range(len(blobs))],
         'accessors': [
             {'bufferView': 0, 'componentType': GLTF_FLOAT, 'count': len(positions), 'type': 'VEC3',
              'min': positions.min(axis=0).tolist(), 'max': positions.max(axis=0).tolist()},
-            {'bufferView': 1, 'componentType': GLTF_UNSIGNED_BYTE, 'normalized': True, 'count': len(rgba),
+            {'bufferView': 1, 'componentType': GLTF_UNSIGNED_SHORT, 'normalized': True, 'count': len(rgba),
              'type': 'VEC4'},
             {'bufferView': 2, 'componentType': GLTF_UNSIGNED_INT, 'count': len(indices), 'type': 'SCALAR'},
         ],
@@ -113,3 +130,7 @@ def write_glb(path, vertices, faces, colors, comment='GRAM mesh'):
         handle.write(GLB_HEADER.pack(GLB_MAGIC, GLB_VERSION, total))
         handle.write(GLB_CHUNK_HEADER.pack(len(json_chunk), GLB_CHUNK_JSON) + json_chunk)
         handle.write(GLB_CHUNK_HEADER.pack(len(binary_chunk), GLB_CHUNK_BIN) + binary_chunk)
+
+
+WRITERS = {'ply': write_ply, 'obj': write_obj, 'glb': write_glb}  # file extension -> writer
+FORMATS = tuple(WRITERS)

@@ -134,3 +134,21 @@ def read_ply(path):
     assert len(body) == num_vertices * vertex_type.itemsize + num_faces * face_type.itemsize
     assert (faces['count'] == 3).all()
     return vertices['xyz'], faces['indices'], vertices['rgb']
+
+
+def stop_signal_worker(folder):
+    """A stand-in training process for spawn tests: writes <folder>/ready<r>, waits for a stop
+    signal (at most a minute), writes <folder>/rank<r> holding the signal number, and returns
+    128 + that number."""
+    import time
+
+    from utils.signals import StopRequest
+    with StopRequest() as stop_request:
+        open(os.path.join(folder, f"ready{os.environ['RANK']}"), 'w').close()
+        deadline = time.time() + 60
+        while not stop_request.requested and time.time() < deadline:
+            time.sleep(0.05)
+    number = stop_request.signal_number or 0
+    with open(os.path.join(folder, f"rank{os.environ['RANK']}"), 'w') as handle:
+        handle.write(str(number))
+    return 128 + number

@@ -1,12 +1,16 @@
 """utils.distributed on two CPU processes (gloo): collective timeouts name the rank, diverged
-weights are detected."""
+weights are detected, a stop signal to a spawning process reaches every rank."""
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import torch
 import torch.multiprocessing as mp
 
+from helpers import ROOT
 from utils import distributed
 
 TIMEOUT_MINUTES = 0.05   # 3 s: the test's collective timeout
@@ -80,3 +84,21 @@ def test_fingerprint_sees_any_change():
     with torch.no_grad():  # a swap keeps the sum but not the position-weighted sum
         module.weight[0, 0], module.weight[0, 1] = module.weight[0, 1].item(), module.weight[0, 0].item()
     assert not torch.equal(distributed.fingerprint(module)[1], before[1])
+
+
+def test_a_stop_signal_to_the_spawning_process_reaches_every_rank_once(tmp_path):
+    # As `python train.py` on a multi-GPU box: SIGTERM to the parent alone (kill PID) is passed on.
+    script = (f"import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'tests')!r}]\n"
+              "from helpers import stop_signal_worker\nfrom utils import distributed\n"
+              f"sys.exit(distributed.spawn_ranks(stop_signal_worker, 2, {free_port()}, {str(tmp_path)!r}))\n")
+    process = subprocess.Popen([sys.executable, '-c', script], start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not all((tmp_path / f'ready{rank}').exists() for rank in (0, 1)) and time.time() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert [(tmp_path / f'rank{rank}').read_text() for rank in (0, 1)] == [str(int(signal.SIGTERM))] * 2

@@ -63,10 +63,15 @@ def test_glb_is_a_valid_gltf_binary_with_the_mesh(tmp_path):
     position, positions = accessor_array(primitive['attributes']['POSITION'], '<f4', 3)
     np.testing.assert_array_equal(positions, VERTICES)
     assert position['min'] == [0, 0, 0] and position['max'] == [1, 1, 1]
-    color, rgba = accessor_array(primitive['attributes']['COLOR_0'], np.uint8, 4)
-    assert color['normalized'] and color['type'] == 'VEC4'
-    np.testing.assert_array_equal(rgba[:, :3], COLORS)
-    assert (rgba[:, 3] == 255).all()
+    color, rgba = accessor_array(primitive['attributes']['COLOR_0'], '<u2', 4)
+    assert color['normalized'] and color['type'] == 'VEC4' and color['componentType'] == 5123
+    linear = rgba[:, :3] / 65535.0  # glTF colours are linear; back to sRGB bytes:
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
+    np.testing.assert_allclose(srgb, COLORS, atol=0.5)
+    assert (rgba[:, 3] == 65535).all()
+    material = gltf['materials'][primitive['material']]
+    assert 'KHR_materials_unlit' in material['extensions'] and 'KHR_materials_unlit' in gltf['extensionsUsed']
+    assert material['pbrMetallicRoughness']['metallicFactor'] == 0
     _, indices = accessor_array(primitive['indices'], '<u4', 1)
     np.testing.assert_array_equal(indices.reshape(-1, 3), FACES)
     assert gltf['buffers'][0]['byteLength'] <= len(binary)

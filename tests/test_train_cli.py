@@ -1,5 +1,6 @@
 """train.py end to end on CPU (TINY_test, 16 px, a few steps): outputs, exact resume, two ranks
 under torchrun, one-line errors for bad input."""
+import contextlib
 import json
 import os
 import re
@@ -237,31 +238,50 @@ def test_fresh_run_into_a_folder_with_checkpoints_is_refused(uninterrupted, caps
     assert sorted(os.listdir(os.path.join(uninterrupted, 'checkpoints'))) == before
 
 
-def start_until_step(args, output_dir, min_step, launcher=(sys.executable,)):
-    """Start train.py in its own process group and return it once stats.jsonl reports `min_step`."""
+LONG_RUN_STEPS = '2000'  # far more than a signal test waits for, but finite if a test leaves a run behind
+
+
+@contextlib.contextmanager
+def running_until_step(args, output_dir, min_step, launcher=(sys.executable,)):
+    """train.py started in its own process group, yielded once stats.jsonl reports `min_step`;
+    on leaving, whatever still runs is stopped (SIGTERM, which torchrun passes on, then SIGKILL)."""
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
     process = subprocess.Popen([*launcher, TRAIN, '--device', 'cpu', *args], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    stats = os.path.join(output_dir, 'stats.jsonl')
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline and process.poll() is None:
-        if os.path.exists(stats):
-            with open(stats) as handle:
-                if any(json.loads(line)['step'] >= min_step for line in handle if line.strip()):
-                    return process
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f'train.py did not reach step {min_step}: {process.communicate()[1][-2000:]}')
+    try:
+        stats = os.path.join(output_dir, 'stats.jsonl')
+        deadline = time.time() + TIMEOUT
+        while not reached_step(stats, min_step):
+            if time.time() > deadline or process.poll() is not None:
+                raise AssertionError(f'train.py did not reach step {min_step}')
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+
+
+def reached_step(stats_path, min_step):
+    """Whether stats.jsonl lists `min_step` or later (complete lines only: the file may be mid-write)."""
+    if not os.path.exists(stats_path):
+        return False
+    with open(stats_path) as handle:
+        return any(json.loads(line)['step'] >= min_step for line in handle if line.endswith('\n'))
 
 
 def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(data_dir, tmp_path):
     # Ctrl-C in a terminal signals the whole process group, loader workers included.
     interrupted_dir, reference_dir = str(tmp_path / 'interrupted'), str(tmp_path / 'reference')
     rare_saves = ('--sample_interval', '1000', '--model_save_interval', '1000', '--num_workers', '1')
-    process = start_until_step([*common(data_dir, interrupted_dir), *rare_saves, '--max_steps', '100000'],
-                               interrupted_dir, 3)
-    os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=TIMEOUT)
+    with running_until_step([*common(data_dir, interrupted_dir), *rare_saves, '--max_steps', LONG_RUN_STEPS],
+                            interrupted_dir, 3) as process:
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
     stopped_at = int(re.search(r'stopped by SIGINT at step (\d+) after saving a checkpoint', stderr).group(1))
     assert f'resume with --load_dir {interrupted_dir}' in stderr
@@ -278,10 +298,10 @@ def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(data_dir, 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_its_code(data_dir, tmp_path):
     output_dir = str(tmp_path / 'terminated')
-    process = start_until_step([*common(data_dir, output_dir), '--sample_interval', '1000',
-                                '--model_save_interval', '1000', '--max_steps', '100000'], output_dir, 2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=TIMEOUT)
+    with running_until_step([*common(data_dir, output_dir), '--sample_interval', '1000',
+                             '--model_save_interval', '1000', '--max_steps', LONG_RUN_STEPS], output_dir, 2) as process:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     stopped_at = int(re.search(r'stopped by SIGTERM at step (\d+)', stderr).group(1))
     assert load(os.path.join(output_dir, 'checkpoints', f'step_{stopped_at:07d}.pt'))['step'] == stopped_at
@@ -290,11 +310,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_its_code(data_dir, tmp_path):
 def test_sigterm_to_torchrun_stops_both_ranks_at_the_same_step(data_dir, tmp_path):
     # torchrun passes SIGTERM on to its workers; the ranks agree on the step, rank 0 saves.
     output_dir = str(tmp_path / 'ddp')
-    process = start_until_step([*common(data_dir, output_dir), '--sample_interval', '1000', '--model_save_interval',
-                                '1000', '--max_steps', '100000', '--set', 'global.batch_size=1'], output_dir, 2,
-                               launcher=(TORCHRUN, '--standalone', '--nproc_per_node=2'))
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=TIMEOUT)
+    with running_until_step([*common(data_dir, output_dir), '--sample_interval', '1000', '--model_save_interval',
+                             '1000', '--max_steps', LONG_RUN_STEPS, '--set', 'global.batch_size=1'], output_dir, 2,
+                            launcher=(TORCHRUN, '--standalone', '--nproc_per_node=2')) as process:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=TIMEOUT)
     assert stderr.count('stopped by SIGTERM') == 1, stderr[-3000:]
     stopped_at = int(re.search(r'stopped by SIGTERM at step (\d+)', stderr).group(1))
     saved = load(os.path.join(output_dir, 'checkpoints', f'step_{stopped_at:07d}.pt'))

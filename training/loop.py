@@ -43,11 +43,14 @@ class TrainingError(UserError):
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on SIGINT / SIGTERM after saving a checkpoint at `step`."""
+    """Training stopped on SIGINT / SIGTERM at `step`, after saving a checkpoint there unless
+    `saved` is False (a streak of non-finite losses: the newest checkpoint is the last healthy one)."""
 
-    def __init__(self, signal_number, step):
-        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step} after saving a "
-                         f"checkpoint; resume with --load_dir")
+    def __init__(self, signal_number, step, saved):
+        what = ('after saving a checkpoint' if saved else
+                'without saving (non-finite losses: the newest checkpoint is the last healthy one)')
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step} {what}; "
+                         f"resume with --load_dir")
         self.signal_number = signal_number
         self.step = step
 
@@ -151,7 +154,8 @@ def training_loop(
                                                            autocast))
 
     def save(step, epoch, batch_in_epoch):
-        """Checkpoint + generator_ema.pth (collective: every rank contributes its RNG state).
+        """Checkpoint + generator_ema.pth (collective: every rank contributes its RNG state);
+        returns whether it was written.
 
         Never during a streak of non-finite losses (all ranks agree on it): the last checkpoint
         written before the streak stays the newest, so a resume goes back to healthy weights.
@@ -159,7 +163,7 @@ def training_loop(
         if nonfinite_in_a_row:
             progress.write(f"step {step}: checkpoint skipped (non-finite losses in the last {nonfinite_in_a_row} "
                            f"iterations); the newest checkpoint is still the last healthy one")
-            return
+            return False
         diverged = distributed.modules_out_of_sync(generator, discriminator)
         if diverged:
             raise TrainingError(f"step {step}: the ranks' weights differ ({diverged}); "
@@ -175,11 +179,12 @@ def training_loop(
             checkpoint.write_generator_ema(output_dir, ema.state_dict()['shadow'])
             checkpoint.prune_checkpoints(output_dir, model_save_interval, keep_step=step)
             progress.write(f"step {step}: saved {path}")
+        return True
 
     # Train. A stop signal (any rank) ends the iteration in progress, then saves and stops.
     nonfinite_in_a_row = 0
     done = step >= total_steps or epoch >= n_epochs
-    stopped = False
+    stop_signal, saved = 0, False  # the stop signal all ranks agreed on (0: none)
     try:
         with StopRequest() as stop_request:
             while not done:
@@ -225,12 +230,13 @@ def training_loop(
                     batch_in_epoch += 1
                     progress.record(step, {**d_losses, **g_losses})
                     done = step >= total_steps
-                    stopped = not done and distributed.any_rank(stop_request.requested)
+                    if not done:
+                        stop_signal = distributed.max_over_ranks(stop_request.signal_number or 0)
                     if step % sample_interval == 0 or done:
                         snapshot(step)
-                    if step % sample_interval == 0 or step % model_save_interval == 0 or done or stopped:
-                        save(step, epoch, batch_in_epoch)
-                    if done or stopped:
+                    if step % sample_interval == 0 or step % model_save_interval == 0 or done or stop_signal:
+                        saved = save(step, epoch, batch_in_epoch)
+                    if done or stop_signal:
                         break
                 else:  # the epoch ran out
                     epoch += 1
@@ -239,13 +245,13 @@ def training_loop(
                         snapshot(step)
                         save(step, epoch, batch_in_epoch)
                         done = True
-                done = done or stopped
+                done = done or bool(stop_signal)
     finally:
         progress.close()
 
-    if stopped:
+    if stop_signal:
         distributed.barrier()  # rank 0 has written the checkpoint
-        raise TrainingInterrupted(stop_request.signal_number or signal.SIGTERM, step)
+        raise TrainingInterrupted(stop_signal, step, saved)
     # Done.
     distributed.barrier()  # nobody leaves before rank 0 has written its last files
     distributed.print0(f"training finished at step {step}")

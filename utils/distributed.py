@@ -11,6 +11,7 @@ The backend is NCCL for CUDA devices and gloo otherwise. Every collective gives 
 `timeout_minutes` (init's argument) and then raises CollectiveTimeout naming this rank, instead of
 waiting silently for the backend's 30-minute default.
 """
+import contextlib
 import datetime
 import functools
 import os
@@ -21,9 +22,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from utils.cli import UserError
+from utils.signals import StopRequest
 
 LOCALHOST = '127.0.0.1'  # rendezvous address when `launch` spawns the processes itself
 DEFAULT_TIMEOUT_MINUTES = 10.0  # how long a collective waits for the other ranks
+JOIN_POLL_SECONDS = 0.5  # how often a spawning process checks its ranks (and its own stop signal)
 
 
 class CollectiveTimeout(UserError):
@@ -55,10 +58,28 @@ def launch(worker, device, port, *args):
     num_gpus = torch.cuda.device_count() if device.type == 'cuda' else 0
     if 'WORLD_SIZE' in os.environ or num_gpus < 2:
         return worker(*args)
-    try:
-        mp.spawn(_spawned_process, args=(num_gpus, port, worker, args), nprocs=num_gpus, join=True)
-    except mp.ProcessExitedException as error:  # the failing rank has printed its message
-        return error.exit_code or 1
+    return spawn_ranks(worker, num_gpus, port, *args)
+
+
+def spawn_ranks(worker, world_size, port, *args):
+    """Run `worker(*args)` in `world_size` new processes (ranks 0..world_size-1, as torchrun would
+    set them up); return 0, or the exit code of the first rank that failed.
+
+    This process waits for them. A stop signal (SIGINT, SIGTERM) sent to it alone is passed on to
+    every rank once, so that they save and stop together; it does not end this process.
+    """
+    context = mp.spawn(_spawned_process, args=(world_size, port, worker, args), nprocs=world_size, join=False)
+    forwarded = False
+    with StopRequest() as stop_request:
+        try:
+            while not context.join(timeout=JOIN_POLL_SECONDS):
+                if stop_request.requested and not forwarded:
+                    for pid in context.pids():
+                        with contextlib.suppress(ProcessLookupError):  # that rank has already exited
+                            os.kill(pid, stop_request.signal_number)
+                    forwarded = True
+        except mp.ProcessExitedException as error:  # the failing rank has printed its message
+            return error.exit_code or 1
     return 0
 
 
@@ -205,13 +226,13 @@ def all_gather_rows(tensor):
 
 
 @_timeout_named
-def any_rank(flag):
-    """Whether the bool `flag` is true on any rank (collective when there are several)."""
+def max_over_ranks(value):
+    """The largest of every rank's int `value` (collective when there are several)."""
     if not dist.is_initialized():
-        return flag
-    value = torch.tensor([float(flag)], device=_comm_device())
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return value
+    values = torch.tensor([value], dtype=torch.int64, device=_comm_device())
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return int(values.item())
 
 
 def all_reduce_mean(values):
