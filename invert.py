@@ -14,14 +14,17 @@ Camera: without --pose it is searched on a grid over the config's pose distribut
 optimised; --pose PHI,THETA (radians, docs/design.md §1.1) fixes it, or, with --optimize_pose,
 starts the optimisation there.
 
-Writes to --output_dir (each file atomically; inversion.pt last):
+Writes to --output_dir (each file atomically; an old inversion.pt is removed first and the new one
+written last, so its presence marks a complete set):
   inversion.pt        frequencies [1, 9H], phase_shifts [1, 9H], camera_pos [1, 2], config, loss
                       curves, and the fine-tuned generator state_dict when --finetune_steps > 0
   reconstruction.png  the render at the recovered camera, same size as the input (rendered at most
                       512 px, then resized)
-  comparison.png      input | reconstruction | depth (near = bright)
-  views.png           input | reconstruction | 3 novel views (yaw -30, yaw +30, 15 degrees higher) | depth
-  metrics.json        psnr (dB, 8 bit) and ssim at the model's resolution, camera_pos, steps, wall time
+  comparison.png      input | reconstruction | depth (near = bright), tiles of the input's size up to 512 px
+  views.png           input | reconstruction | 3 novel views (yaw -30, yaw +30, 15 degrees higher) | depth,
+                      tiles as comparison.png's
+  metrics.json        psnr (dB, 8 bit; null when the render is pixel-identical) and ssim at the model's
+                      resolution, camera_pos, settings, final losses, wall time (docs/inversion.md)
 """
 import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
@@ -38,19 +41,23 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
+from generators import cameras
 from inversion import optimize
-from inversion.images import load_target
+from inversion.images import check_input_files, load_target
 from inversion.rendering import render
 from inversion.storage import inversion_payload, save_inversion
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_write_text, check_writable_folder
-from utils.images import to_uint8, write_png
+from utils.images import PIXEL_MAX, to_uint8, write_png
 
-PIXEL_MAX = 255.0
 DEPTH_LEVELS = 255             # depth tiles: nearest object depth -> 255
+DEPTH_FAR_LEVEL = 0.2          # farthest object depth -> this fraction of DEPTH_LEVELS (objects are never black)
+MIN_DEPTH_SPAN = 1e-12         # floor of the object's depth range (a flat object is all bright)
 OPAQUE = 0.5                   # pixels with more compositing weight than this show the object
-MAX_RENDER_SIZE = 512          # pictures are rendered at most this big, then resized to the input's size
+# Pictures are rendered at most this big: reconstruction.png is then resized to the input's size, the
+# tiles of comparison.png and views.png stay at this size (a larger input is downscaled in them).
+MAX_RENDER_SIZE = 512
 # Novel views of views.png: (phi offset, theta offset) from the recovered camera, radians.
 NOVEL_VIEW_OFFSETS = ((0.0, -math.radians(30)), (0.0, math.radians(30)), (-math.radians(15), 0.0))
 OUTPUT_FILES = ('inversion.pt', 'reconstruction.png', 'comparison.png', 'views.png', 'metrics.json')
@@ -83,20 +90,29 @@ def depth_tile(depth, opacity):
     tile = torch.zeros_like(depth)
     if solid.any():
         near, far = depth[solid].min(), depth[solid].max()
-        tile[solid] = (far - depth[solid]) / max(float(far - near), 1e-12) * 0.8 + 0.2  # objects never black
+        nearness = (far - depth[solid]) / max(float(far - near), MIN_DEPTH_SPAN)
+        tile[solid] = DEPTH_FAR_LEVEL + (1 - DEPTH_FAR_LEVEL) * nearness
     pixels = (tile.clamp(0, 1) * DEPTH_LEVELS).round().to(torch.uint8).numpy()
     return np.repeat(pixels[..., None], 3, axis=-1)
 
 
 def resized(pixels, size):
-    """uint8 [n, n, 3] -> [size, size, 3] (Lanczos; unchanged when already that size)."""
+    """uint8 [n, n, 3] -> [size, size, 3] (Lanczos, up or down; unchanged when already that size)."""
     if pixels.shape[0] == size:
         return pixels
     return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.LANCZOS))
 
 
+def novel_camera(camera_pos, offset):
+    """camera_pos [1, 2] moved by offset (phi, theta) radians, phi clamped to the range the camera code
+    allows ([POLE_EPS, pi - POLE_EPS])."""
+    moved = camera_pos + torch.tensor([offset], device=camera_pos.device)
+    phi = moved[:, 0].clamp(cameras.POLE_EPS, math.pi - cameras.POLE_EPS)
+    return torch.stack([phi, moved[:, 1]], dim=-1)
+
+
 def image_metrics(image, target):
-    """PSNR (dB, 8 bit) and SSIM (scikit-image) of image vs target [1, 3, N, N] in [-1, 1]."""
+    """PSNR (dB, 8 bit; inf when identical) and SSIM (scikit-image) of image vs target [1, 3, N, N] in [-1, 1]."""
     a, b = to_uint8(image[0], rounding='round'), to_uint8(target[0], rounding='round')
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     psnr = float('inf') if mse == 0 else 10 * math.log10(PIXEL_MAX ** 2 / mse)
@@ -113,13 +129,14 @@ def parse_args(argv=None):
     parser.add_argument('--steps', type=int, default=optimize.DEFAULT_STEPS, help='latent + camera steps (>= 1)')
     parser.add_argument('--pose', default=None,
                         help='known camera PHI,THETA in radians (fixed unless --optimize_pose)')
-    parser.add_argument('--optimize_pose', action='store_true', default=None,
-                        help='optimise the camera (the default without --pose; with --pose, start there)')
+    parser.add_argument('--optimize_pose', action='store_true',
+                        help='with --pose: optimise the camera from there (without --pose it is always optimised)')
     parser.add_argument('--pose_starts', type=int, default=optimize.DEFAULT_POSE_STARTS,
                         help='cameras of the pose search refined before the best is kept (>= 1; without --pose)')
     parser.add_argument('--finetune_steps', type=int, default=0,
                         help='pivotal-tuning steps of the generator after the fit (0 = off)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the random parts (pivotal tuning regulariser)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help="seed of the pivotal-tuning regulariser's subjects and cameras (the only random part)")
     cli.add_device_argument(parser)
     return parser.parse_args(argv)
 
@@ -131,6 +148,8 @@ def run(args):
         if getattr(args, name) < minimum:
             raise ValueError(f'--{name} must be >= {minimum}, got {getattr(args, name)}')
     pose = parse_pose(args.pose) if args.pose is not None else None
+    optimize_pose = args.optimize_pose or pose is None
+    check_input_files(args.image, args.landmarks)
     check_output_dir(args.output_dir)
     device = resolve_device(args.device)
 
@@ -144,38 +163,43 @@ def run(args):
     tqdm.write(f'inverting {args.image} ({input_pixels.shape[1]} px -> {generator.img_size} px) on {device}')
 
     # Fit.
-    result = optimize.invert(generator, camera, target, settings, pose=pose,
-                             optimize_pose=bool(args.optimize_pose) or pose is None)
-    renderer = result.generator or generator
+    result = optimize.invert(generator, camera, target, settings, pose=pose, optimize_pose=optimize_pose)
+    renderer = result.generator if result.generator is not None else generator
     size = input_pixels.shape[0]
-    render_size = min(size, MAX_RENDER_SIZE)
+    tile_size = min(size, MAX_RENDER_SIZE)  # the render size, and the tiles' of comparison.png and views.png
     with torch.no_grad():
         model_view = render(renderer, result.frequencies, result.phase_shifts, result.camera_pos, camera)
         view, depth, opacity = render(renderer, result.frequencies, result.phase_shifts, result.camera_pos, camera,
-                                      render_size, with_depth=True)
-        novel = [render(renderer, result.frequencies, result.phase_shifts,
-                        result.camera_pos + torch.tensor([offset], device=device), camera, render_size)
+                                      tile_size, with_depth=True)
+        novel = [render(renderer, result.frequencies, result.phase_shifts, novel_camera(result.camera_pos, offset),
+                        camera, tile_size)
                  for offset in NOVEL_VIEW_OFFSETS]
     psnr, ssim = image_metrics(model_view, target)
-    reconstruction = resized(to_uint8(view[0], rounding='round'), size)
-    depth_pixels = resized(depth_tile(depth[0].cpu(), opacity[0].cpu()), size)
-    novel_pixels = [resized(to_uint8(image[0], rounding='round'), size) for image in novel]
+    view_pixels = to_uint8(view[0], rounding='round')
+    reconstruction = resized(view_pixels, size)
+    input_tile = resized(input_pixels, tile_size)
+    depth_pixels = depth_tile(depth[0].cpu(), opacity[0].cpu())
+    novel_pixels = [to_uint8(image[0], rounding='round') for image in novel]
     phi, theta = result.camera_pos[0].tolist()
     metrics = {
-        'psnr': psnr, 'ssim': ssim, 'resolution': generator.img_size,
+        'psnr': psnr if math.isfinite(psnr) else None, 'ssim': ssim, 'resolution': generator.img_size,
         'camera_pos': [phi, theta], 'camera_pos_degrees': [math.degrees(phi), math.degrees(theta)],
-        'start_cameras': result.starts.tolist(), 'optimize_pose': bool(args.optimize_pose) or pose is None,
-        'steps': args.steps, 'start_steps': settings.start_steps if len(result.starts) > 1 else 0,
+        'start_cameras': result.starts.tolist(), 'optimize_pose': optimize_pose,
+        'steps': args.steps, 'start_steps': min(settings.start_steps, args.steps) if len(result.starts) > 1 else 0,
         'finetune_steps': args.finetune_steps, 'seed': args.seed, 'final_loss': result.losses[-1],
         'wall_time_s': time.time() - started, 'device': str(device),
     }
+    if args.finetune_steps > 0:
+        metrics['final_finetune_loss'] = result.finetune_losses[-1]
 
-    # Write (inversion.pt last: it marks a finished inversion).
+    # Write: an old inversion.pt goes first and the new one comes last, so it marks a complete set.
     paths = {name: os.path.join(args.output_dir, name) for name in OUTPUT_FILES}
+    if os.path.lexists(paths['inversion.pt']):
+        os.remove(paths['inversion.pt'])
     write_png(reconstruction, paths['reconstruction.png'])
-    write_png(np.concatenate([input_pixels, reconstruction, depth_pixels], axis=1), paths['comparison.png'])
-    write_png(np.concatenate([input_pixels, reconstruction, *novel_pixels, depth_pixels], axis=1), paths['views.png'])
-    atomic_write_text(json.dumps(metrics, indent=2) + '\n', paths['metrics.json'])
+    write_png(np.concatenate([input_tile, view_pixels, depth_pixels], axis=1), paths['comparison.png'])
+    write_png(np.concatenate([input_tile, view_pixels, *novel_pixels, depth_pixels], axis=1), paths['views.png'])
+    atomic_write_text(json.dumps(metrics, indent=2, allow_nan=False) + '\n', paths['metrics.json'])
     save_inversion(inversion_payload(result, config), paths['inversion.pt'])
     tqdm.write(f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}, camera (phi, theta) = ({phi:.4f}, {theta:.4f}) rad "
                f"in {metrics['wall_time_s']:.0f} s -> {args.output_dir}")

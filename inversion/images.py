@@ -1,4 +1,5 @@
-"""Read the image to invert: decode safely, composite transparency, align (FFHQ / Cats), resize.
+"""Read the image to invert: decode safely, apply the EXIF orientation, scale 16-bit greyscale to
+8 bits, composite transparency, align (FFHQ / Cats), resize.
 
 The image must be aligned like the model's training data (preprocess_dataset.py) or come with
 its landmarks (`--landmarks`, FFHQ and Cats configs), which apply the same alignment first.
@@ -7,7 +8,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from datasets.alignment import (
     ALIGNED_SIZE,
@@ -19,14 +20,17 @@ from datasets.alignment import (
     read_ffhq_landmarks,
 )
 from utils.cli import UserError
+from utils.images import PIXEL_MAX
 
-PIXEL_MAX = 255.0
 # Alignment per dataset class: (landmark reader, POS category, crop function).
 ALIGNMENTS = {
     'FFHQ': (read_ffhq_landmarks, 'ffhq', align_img_ffhq),
     'CATS': (read_cat_landmarks, 'cats', align_img_cats),
 }
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+SIXTEEN_BIT_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N')  # Pillow's modes of 16-bit greyscale PNGs
+SIXTEEN_BIT_MAX = 2 ** 16 - 1
+SIXTEEN_TO_EIGHT_BITS = 8   # right shift that keeps the top 8 of 16 bits
 
 
 def background_colour(config):
@@ -34,14 +38,32 @@ def background_colour(config):
     return WHITE if config['generator']['renderer']['kwargs'].get('white_back') else BLACK
 
 
-def read_image(path, background):
-    """Decode `path` fully -> PIL RGB image; transparency is composited onto `background` (RGB),
-    greyscale and palette images become RGB. Raises UserError (one line) when it cannot."""
+def check_input_files(path, landmarks_path=None):
+    """Raise UserError (one line) unless the image and (when given) the landmark file exist."""
     if not os.path.isfile(path):
         raise UserError(f"image '{path}' not found; pass an existing file with --image")
+    if landmarks_path is not None and not os.path.isfile(landmarks_path):
+        raise UserError(f"landmark file '{landmarks_path}' not found; pass the photo's lm5p/<name>.txt or "
+                        f"<name>.jpg.cat with --landmarks, or drop --landmarks for an aligned image")
+
+
+def eight_bit(image):
+    """A 16-bit greyscale PIL image (SIXTEEN_BIT_MODES) -> 8-bit greyscale ('L'), scaled rather than clipped."""
+    levels = np.asarray(image).astype(np.int64).clip(0, SIXTEEN_BIT_MAX) >> SIXTEEN_TO_EIGHT_BITS
+    return Image.fromarray(levels.astype(np.uint8))
+
+
+def read_image(path, background):
+    """Decode `path` fully -> PIL RGB image, turned upright by its EXIF orientation; transparency is
+    composited onto `background` (RGB), greyscale (8 or 16 bit) and palette images become RGB.
+    Raises UserError (one line) when it cannot."""
+    check_input_files(path)
     try:
         with Image.open(path) as image:
             image.load()
+            image = ImageOps.exif_transpose(image)
+            if image.mode in SIXTEEN_BIT_MODES:
+                image = eight_bit(image)
             has_alpha = image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info
             image = image.convert('RGBA') if has_alpha else image.convert('RGB')
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -73,8 +95,9 @@ def load_target(path, config, landmarks_path=None):
     Returns:
         (target [1, 3, N, N] float32 in [-1, 1] at the config's resolution N (Lanczos),
          the (aligned) image as uint8 [S, S, 3] at its own size S).
-    Raises UserError for unreadable files, bad landmarks and non-square images (without landmarks).
+    Raises UserError for missing or unreadable files, bad landmarks and non-square images (without landmarks).
     """
+    check_input_files(path, landmarks_path)
     image = read_image(path, background_colour(config))
     if landmarks_path is not None:
         image = align(image, landmarks_path, config)

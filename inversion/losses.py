@@ -8,9 +8,12 @@ SSIM_WINDOW = 7           # Gaussian window side (pixels); small because the dem
 SSIM_SIGMA = 1.5          # its standard deviation, pixels (the usual SSIM setting)
 SSIM_C1 = 0.01 ** 2       # SSIM stabilisers for data range 1 (Wang et al. 2004)
 SSIM_C2 = 0.03 ** 2
+MIN_MSE = 1e-12           # PSNR floors the MSE here, so identical images give 120 dB, not infinity
 
 
 def _gaussian_window(device, dtype):
+    """The normalised 2D Gaussian window (SSIM_WINDOW px, SSIM_SIGMA) once per RGB channel:
+    [3, 1, SSIM_WINDOW, SSIM_WINDOW], the weight of a depthwise (groups=3) conv2d."""
     coords = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - (SSIM_WINDOW - 1) / 2
     kernel = torch.exp(-coords ** 2 / (2 * SSIM_SIGMA ** 2))
     kernel = kernel / kernel.sum()
@@ -39,4 +42,4 @@ def ssim(image, target):
 def psnr(image, target):
     """PSNR in dB of image vs target ([..., 3, N, N] in [-1, 1]) on the [0, 1] scale."""
     mse = ((image - target) * 0.5).pow(2).mean()
-    return -10 * math.log10(max(float(mse), 1e-12))
+    return -10 * math.log10(max(float(mse), MIN_MSE))

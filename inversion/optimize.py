@@ -46,6 +46,7 @@ FINETUNE_LR = 1e-4           # Adam lr of the generator weights in pivotal tunin
 LOCALITY_WEIGHT = 1.0        # weight of the locality regulariser of pivotal tuning
 LOCALITY_LATENTS = 4         # other subjects the locality regulariser keeps intact
 LOCALITY_PSI = 0.7           # their truncation (the renders users make)
+MIN_FILM_STD = 1e-6          # floor of the prior's standard deviations (the FiLM spread is ~0.2)
 
 MAPPING_PREFIX = 'representation.rf_network.mapping_network.'  # parameters pivotal tuning leaves alone
 
@@ -89,7 +90,8 @@ class Result:
 
 @dataclasses.dataclass
 class FilmPrior:
-    """Mean and standard deviation [1, 9 H] of the FiLM parameters of the truncation latents."""
+    """Mean and standard deviation [1, 9 H] of the FiLM parameters of the truncation latents (the
+    standard deviations floored at MIN_FILM_STD, since the prior divides by them)."""
     mean_frequencies: torch.Tensor
     mean_phase_shifts: torch.Tensor
     std_frequencies: torch.Tensor
@@ -103,7 +105,8 @@ def film_prior(generator):
     z = torch.randn(TRUNCATION_NUM_Z, generator.z_dim, generator=latent_rng).to(generator.avg_frequencies.device)
     frequencies, phase_shifts = generator.representation.rf_network.mapping_network(z)
     return FilmPrior(frequencies.mean(0, keepdim=True), phase_shifts.mean(0, keepdim=True),
-                     frequencies.std(0, keepdim=True), phase_shifts.std(0, keepdim=True))
+                     frequencies.std(0, keepdim=True).clamp_min(MIN_FILM_STD),
+                     phase_shifts.std(0, keepdim=True).clamp_min(MIN_FILM_STD))
 
 
 def prior_penalty(frequencies, phase_shifts, prior):

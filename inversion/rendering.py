@@ -2,16 +2,19 @@
 
 The renderer builds its rays without gradients (they depend on the camera only), so
 `GramGenerator.forward_with_frequencies_phase_shifts` gives no gradient for `camera_pos`. Here
-the image is rendered at the camera `camera_pos.detach()` while the scene is rotated by
+the image is rendered at the camera c0 = `camera_pos.detach()` while the scene is rotated by
 
-    R = Q(camera_pos) Q(camera_pos.detach())^T          (Q: the look-at rotation, design.md §1.3)
+    R = I + (Q(c) - Q(c0)) Q(c0)^T          (c = camera_pos; Q: the look-at rotation, design.md §1.3)
 
-which is the identity in value (so every pixel is exactly the generator's render) but carries
-the gradient of moving the camera: a camera at pose c sees the point R p where the camera at c0
-sees p, because both sit on the unit sphere looking at the origin. The background plane of the
-faces configs (design.md §2.5) is the one approximation: its points move with the camera in the
-gradient (not in the value).
+Its value is exactly I (Q(c) - Q(c0) is exactly zero), so the network sees exactly the
+generator's points and the render is the generator's own (bit for bit on the CPU; CUDA renders
+are not bit-repeatable in any case). Its gradient is that of Q(c) Q(c0)^T, the rotation that
+moves the scene as moving the camera would: a camera at pose c sees the point R p where the camera
+at c0 sees p, because both sit on the unit sphere looking at the origin. The background plane of
+the faces configs (design.md §2.5) is the one approximation: its points move with the camera in
+the gradient (not in the value).
 """
+import torch
 from torch import nn
 
 from generators import cameras
@@ -74,9 +77,10 @@ def render(generator, frequencies, phase_shifts, camera_pos, camera, img_size=No
     if camera_pos.requires_grad:
         if batch_size != 1:
             raise ValueError('camera gradients need one camera per call (the predictor sees flattened points)')
-        rotation = cameras.look_at_cam2world(cameras.camera_origin_from_pos(camera_pos))[0, :3, :3]
+        moving = cameras.look_at_cam2world(cameras.camera_origin_from_pos(camera_pos))[0, :3, :3]
         fixed = cameras.look_at_cam2world(cameras.camera_origin_from_pos(fixed_pos))[0, :3, :3]
-        representation = _RotatedRepresentation(representation, rotation @ fixed.T)
+        identity = torch.eye(3, dtype=fixed.dtype, device=fixed.device)
+        representation = _RotatedRepresentation(representation, identity + (moving - fixed) @ fixed.T)
     cam2world = cameras.look_at_cam2world(cameras.camera_origin_from_pos(fixed_pos))
     result = generator.renderer.render(representation, frequencies, phase_shifts, cam2world, img_size,
                                        camera['fov'], camera['ray_start'], camera['ray_end'],

@@ -15,6 +15,7 @@ phase_shifts, ...)` (or inversion.rendering.render) on the base generator, or on
 weights when the file has them (load_inversion applies them).
 """
 import collections
+import math
 import os
 import pickle
 
@@ -56,8 +57,23 @@ def save_inversion(payload, path):
     atomic_torch_save(payload, path)
 
 
+def _tensor_problem(value, width):
+    """What is wrong with `value` as a finite float tensor [1, width] (any width when None), or None."""
+    if not torch.is_tensor(value):
+        return type(value).__name__
+    if value.ndim != 2 or value.shape[0] != 1 or (width is not None and value.shape[1] != width):
+        return f'shape {tuple(value.shape)}'
+    if not value.is_floating_point():
+        return f'dtype {value.dtype}'
+    if not torch.isfinite(value).all():
+        return 'not finite'
+    return None
+
+
 def read_inversion(path):
-    """torch.load(weights_only=True) an inversion file and check it; one-line errors."""
+    """torch.load(weights_only=True) an inversion file and check it (format, version, the shapes,
+    dtypes and finiteness of the FiLM parameters and camera, phi in (0, pi), the fine-tuned
+    state_dict's types); one-line ValueErrors."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"inversion file '{path}' not found; pass the inversion.pt that invert.py wrote")
     try:
@@ -69,14 +85,27 @@ def read_inversion(path):
         raise ValueError(f"cannot read '{path}' as an inversion file ({str(error).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise ValueError(f"'{path}' is not an inversion file (no format '{FORMAT}'); pass invert.py's inversion.pt")
+    if payload.get('version') != VERSION:
+        raise ValueError(f"inversion file '{path}' has version {payload.get('version')!r}, this code reads "
+                         f"version {VERSION}; write it again with this invert.py")
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
-        raise ValueError(f"inversion file '{path}' is incomplete (missing {', '.join(missing)})")
+        raise ValueError(f"inversion file '{path}' is incomplete (missing {', '.join(missing)}); "
+                         f"pass the inversion.pt that invert.py wrote")
     for key, width in (('frequencies', None), ('phase_shifts', None), ('camera_pos', 2)):
-        value = payload[key]
-        if not torch.is_tensor(value) or value.ndim != 2 or value.shape[0] != 1 or (width and value.shape[1] != width):
-            raise ValueError(f"inversion file '{path}' has a malformed '{key}' "
-                             f"({tuple(value.shape) if torch.is_tensor(value) else type(value).__name__})")
+        problem = _tensor_problem(payload[key], width)
+        if problem is not None:
+            raise ValueError(f"inversion file '{path}' has a malformed '{key}' ({problem}); "
+                             f"pass the inversion.pt that invert.py wrote")
+    phi = float(payload['camera_pos'][0, 0])
+    if not 0 < phi < math.pi:
+        raise ValueError(f"inversion file '{path}' has camera phi {phi:.4f} outside (0, pi); "
+                         f"pass the inversion.pt that invert.py wrote")
+    generator = payload.get('generator', {})
+    if not isinstance(generator, dict) or not all(isinstance(key, str) and torch.is_tensor(value)
+                                                  for key, value in generator.items()):
+        raise ValueError(f"inversion file '{path}' has a 'generator' entry that is not a state_dict "
+                         f"(names -> tensors); pass the inversion.pt that invert.py wrote")
     return payload
 
 

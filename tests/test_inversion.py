@@ -7,12 +7,13 @@ numbers of the full defaults.
 import json
 import math
 import os
+import re
 import types
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 import configs
 import invert
@@ -22,7 +23,7 @@ from datasets import synthetic
 from datasets.poses import transform_matrix_to_camera_pos
 from generators import build_generator
 from inversion import optimize
-from inversion.images import load_target
+from inversion.images import WHITE, load_target, read_image
 from inversion.losses import psnr, ssim
 from inversion.rendering import render
 from inversion.storage import inversion_payload, load_inversion, read_inversion, save_inversion
@@ -70,7 +71,7 @@ def test_render_is_the_generators_render_and_has_camera_gradients(demo):
     start = pos + torch.tensor([[0.0, 0.15]])
     camera_pos = start.clone().requires_grad_(True)
     image = render(generator, frequencies, phase_shifts, camera_pos, camera)
-    assert torch.allclose(image, render(generator, frequencies, phase_shifts, start, camera).detach(), atol=1e-5)
+    assert torch.equal(image.detach(), render(generator, frequencies, phase_shifts, start, camera))  # R is exactly I
     (image - target).pow(2).mean().backward()
     assert camera_pos.grad[0, 1] > 0  # theta is too large: the loss grows with it
     with torch.no_grad():
@@ -80,7 +81,7 @@ def test_render_is_the_generators_render_and_has_camera_gradients(demo):
 
 
 def test_ssim_and_psnr():
-    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert float(ssim(image, image)) == pytest.approx(1.0, abs=1e-5)
     assert float(ssim(image, -image)) < 0.5
     assert psnr(image, image + 2 * 0.1) == pytest.approx(20.0, abs=1e-4)  # error 0.1 on the [0, 1] scale
@@ -128,6 +129,13 @@ def test_load_target_composites_converts_and_resizes(tmp_path, demo):
     Image.fromarray(np.full((8, 8), 128, dtype=np.uint8)).save(tmp_path / 'grey.png')
     target, pixels = load_target(str(tmp_path / 'grey.png'), config)
     assert pixels.shape == (8, 8, 3) and torch.allclose(target[0, 0], target[0, 2])
+    Image.fromarray(np.full((8, 8), 0x80FF, dtype=np.uint16)).save(tmp_path / 'grey16.png')  # Pillow mode I;16
+    target, pixels = load_target(str(tmp_path / 'grey16.png'), config)
+    assert (pixels == 0x80).all() and torch.allclose(target, torch.full_like(target, 0x80 / 255 * 2 - 1), atol=1e-6)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown rotated by 90 degrees
+    Image.fromarray(np.zeros((48, 32, 3), dtype=np.uint8)).save(tmp_path / 'rotated.jpg', exif=exif)
+    assert read_image(str(tmp_path / 'rotated.jpg'), WHITE).size == (48, 32)  # (width, height), upright
 
 
 # ----------------------------------------------------------------------------------- quality
@@ -229,6 +237,35 @@ def test_cli_on_a_synthetic_photo_then_render_the_latent(tmp_path, demo):
     assert inverted.frequencies.shape == (1, 576) and inverted.camera_pos.shape == (1, 2)
 
 
+def test_cli_large_input_metrics_and_reused_folder(tmp_path, monkeypatch):
+    # Tiles of comparison.png / views.png stay at the render size; reconstruction.png has the input's.
+    Image.fromarray(np.full((64, 64, 3), 200, dtype=np.uint8)).save(tmp_path / 'big.png')
+    monkeypatch.setattr(invert, 'MAX_RENDER_SIZE', 48)
+    monkeypatch.setattr(invert, 'image_metrics', lambda image, target: (math.inf, 1.0))  # a pixel-identical render
+    out = tmp_path / 'inv'
+    base = ['--generator_file', DEMO_MODEL, '--image', str(tmp_path / 'big.png'), '--output_dir', str(out),
+            '--device', 'cpu']
+    assert invert.main(base + ['--steps', '2', '--pose_starts', '2', '--finetune_steps', '1']) == 0
+    assert np.asarray(Image.open(out / 'reconstruction.png')).shape == (64, 64, 3)
+    assert np.asarray(Image.open(out / 'comparison.png')).shape == (48, 3 * 48, 3)
+    assert np.asarray(Image.open(out / 'views.png')).shape == (48, 6 * 48, 3)
+    text = (out / 'metrics.json').read_text()
+    metrics = json.loads(text)
+    assert 'Infinity' not in text and metrics['psnr'] is None
+    assert sorted(metrics) == sorted([
+        'psnr', 'ssim', 'resolution', 'camera_pos', 'camera_pos_degrees', 'start_cameras', 'optimize_pose', 'steps',
+        'start_steps', 'finetune_steps', 'seed', 'final_loss', 'final_finetune_loss', 'wall_time_s', 'device'])
+    assert metrics['start_steps'] == 2 and metrics['optimize_pose'] is True and metrics['resolution'] == 32
+
+    # A failed write into the reused folder leaves no inversion.pt beside the new pictures.
+    def disk_full(text, path):
+        raise OSError(28, 'No space left on device', path)
+
+    monkeypatch.setattr(invert, 'atomic_write_text', disk_full)
+    assert invert.main(base + ['--steps', '1', '--pose', '1.2,1.5']) == 1
+    assert not (out / 'inversion.pt').exists() and (out / 'reconstruction.png').is_file()
+
+
 def test_inversion_file_round_trip_and_refusals(tmp_path, demo):
     _, config, _ = demo
     result = optimize.Result(torch.zeros(1, 576), torch.ones(1, 576), torch.tensor([[1.0, 1.5]]), None,
@@ -245,6 +282,14 @@ def test_inversion_file_round_trip_and_refusals(tmp_path, demo):
     torch.save({'format': 'something else'}, tmp_path / 'other.pt')
     with pytest.raises(ValueError, match='not an inversion file'):
         read_inversion(str(tmp_path / 'other.pt'))
+    for change, expected in (({'version': 2}, 'has version 2'),
+                             ({'camera_pos': torch.tensor([[math.nan, 1.5]])}, "malformed 'camera_pos' (not finite)"),
+                             ({'camera_pos': torch.tensor([[4.0, 1.5]])}, 'phi 4.0000 outside (0, pi)'),
+                             ({'generator': [torch.zeros(1)]}, "'generator' entry that is not a state_dict")):
+        torch.save({**payload, **change}, tmp_path / 'bad.pt')
+        with pytest.raises(ValueError, match=re.escape(expected)) as error:
+            read_inversion(str(tmp_path / 'bad.pt'))
+        assert 'bad.pt' in str(error.value) and '\n' not in str(error.value)
 
 
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
@@ -256,6 +301,9 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
     base = ['--generator_file', DEMO_MODEL, '--output_dir', str(out), '--steps', '1', '--device', 'cpu']
     cases = [
         (['--image', str(tmp_path / 'missing.png')], "image '"),
+        (['--image', str(tmp_path / 'missing.png'), '--generator_file', str(tmp_path / 'no.pth')], "image '"),  # first
+        (['--image', str(tmp_path / 'ok.png'), '--landmarks', str(tmp_path / 'missing.txt')],
+         'not found; pass the photo'),
         (['--image', str(tmp_path / 'garbage.png')], 'cannot read image'),
         (['--image', str(tmp_path / 'wide.png')], 'is 48x32'),
         (['--image', str(tmp_path / 'ok.png'), '--pose', '1.0'], "--pose '1.0' must be two numbers"),
