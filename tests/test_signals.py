@@ -19,8 +19,8 @@ def test_first_signal_is_a_request_and_a_quick_repeat_changes_nothing():
 
 
 def test_a_late_second_ctrl_c_stops_at_once(monkeypatch):
-    clock = iter([100.0, 100.0 + signals.REPEAT_GRACE_SECONDS + 1])
-    monkeypatch.setattr(signals.time, 'monotonic', lambda: next(clock))
+    readings = [100.0, 100.0 + signals.REPEAT_GRACE_SECONDS + 1]  # the first signal, then the second
+    monkeypatch.setattr(signals.time, 'monotonic', lambda: readings.pop(0) if len(readings) > 1 else readings[0])
     with signals.StopRequest() as stop_request, pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         assert stop_request.signal_number == signal.SIGINT
