@@ -87,8 +87,8 @@ class PosedImageDataset(Dataset):
 
     def _create_hint(self):
         """One-line fix for a missing or empty dataset folder."""
-        return (f"run `python preprocess_dataset.py --raw_dataset_path=./raw_data/{self.CATEGORY} "
-                f"--cate={self.CATEGORY}` to create it, or pass the preprocessed folder as the data dir")
+        return (f"create it with `python preprocess_dataset.py --raw_dataset_path=./raw_data/{self.CATEGORY} "
+                f"--cate={self.CATEGORY} --output_dir {self.root}`, or pass the preprocessed folder with --data_dir")
 
     def pose_path(self, index):
         """Path of the pose file of image `index`."""
@@ -216,6 +216,13 @@ class PosedImageFolder(PosedImageDataset):
 
     def read_camera_pos(self, pose_path, flip):
         return read_extrinsics_npy(pose_path, flip=flip)
+
+    def _create_hint(self):
+        if self.CATEGORY != PosedImageFolder.CATEGORY:  # a subclass with its own raw data set (CARLA)
+            return super()._create_hint()
+        return (f"create it with `python preprocess_dataset.py --cate synthetic --config <the config you train> "
+                f"--output_dir {self.root}` (the built-in synthetic cars) or `--cate posed --raw_dataset_path "
+                f"<your posed images> --output_dir {self.root}`, or pass the preprocessed folder with --data_dir")
 
 
 class CARLA(PosedImageFolder):

@@ -212,7 +212,15 @@ def test_missing_folder_error(tmp_path):
         FFHQ(dataset_path=missing, img_size=IMG)
     message = str(info.value)
     assert str(missing) in message and 'preprocess_dataset.py' in message and '--cate=ffhq' in message
-    assert '\n' not in message
+    assert f'--output_dir {missing}' in message and '\n' not in message
+    with pytest.raises(DatasetError) as info:
+        CARLA(dataset_path=missing, img_size=IMG)
+    assert '--cate=carla' in str(info.value)
+    with pytest.raises(DatasetError) as info:  # the synthetic cars need no raw data, but the config's poses
+        PosedImageFolder(dataset_path=missing, img_size=IMG)
+    message = str(info.value)
+    assert '--cate synthetic --config' in message and f'--output_dir {missing}' in message
+    assert '--raw_dataset_path=./raw_data/synthetic' not in message and '\n' not in message
 
 
 def test_empty_folder_error(tmp_path):
