@@ -51,7 +51,9 @@ def extract_mesh(generator, config, frequencies, phase_shifts, camera_pos, resol
     points = fusion.object_points(rendered, camera['fov'], threshold)
     if len(points) == 0:
         raise ValueError(f"the object's opacity never reaches --threshold {threshold:g} in any of the "
-                         f"{len(camera_pos)} views (highest {float(rendered['opacity'].max()):.3g}); nothing to mesh")
+                         f"{len(camera_pos)} views (highest {float(rendered['opacity'].max()):.3g}): the model draws no solid "
+                         f"object (barely trained?); train longer, or lower --threshold below that value to mesh "
+                         f"what is there")
     low, step, counts = fusion.object_box(points, resolution, generator.renderer.background)
     field = fusion.fuse_views(rendered, camera['fov'], threshold, low, step, counts)
     vertices, faces = meshing.mesh_from_field(field.numpy(), low.numpy(), step)
