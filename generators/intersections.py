@@ -30,11 +30,13 @@ def select_intervals(s, levels):
         crossing [B, R, L'] bool.
     """
     num_samples = s.shape[-1]
-    s_low = s[..., :-1].unsqueeze(-1)   # [B, R, S-1, 1]
-    s_high = s[..., 1:].unsqueeze(-1)
-    crosses = (s_high <= levels) & (s_low >= levels)  # [B, R, S-1, L']
-    crossing = crosses.any(dim=2)
-    first = crosses.to(s.dtype).argmax(dim=2)        # first True along the ray (float argmax: every backend)
+    s_low = s[..., :-1].unsqueeze(-2)   # [B, R, 1, S-1]
+    s_high = s[..., 1:].unsqueeze(-2)
+    level_column = levels.unsqueeze(-1)  # [L', 1]
+    # Intervals on the last axis: a reduction over a strided middle axis is ~4x slower on CPU.
+    crosses = (s_high <= level_column) & (s_low >= level_column)  # [B, R, L', S-1]
+    crossing = crosses.any(dim=-1)
+    first = crosses.to(s.dtype).argmax(dim=-1)        # first True along the ray (float argmax: every backend)
     low = torch.where(crossing, first, torch.full_like(first, num_samples - 2))
     return low, crossing
 
