@@ -218,8 +218,6 @@ class PosedImageFolder(PosedImageDataset):
         return read_extrinsics_npy(pose_path, flip=flip)
 
     def _create_hint(self):
-        if self.CATEGORY != PosedImageFolder.CATEGORY:  # a subclass with its own raw data set (CARLA)
-            return super()._create_hint()
         return (f"create it with `python preprocess_dataset.py --cate synthetic --config <the config you train> "
                 f"--output_dir {self.root}` (the built-in synthetic cars) or `--cate posed --raw_dataset_path "
                 f"<your posed images> --output_dir {self.root}`, or pass the preprocessed folder with --data_dir")
@@ -229,6 +227,7 @@ class CARLA(PosedImageFolder):
     """CARLA cars: poses/<name>_extrinsics.npy camera-to-world matrices."""
 
     CATEGORY = 'carla'
+    _create_hint = PosedImageDataset._create_hint  # CARLA has a raw data set to preprocess
 
 
 DATASETS = {
