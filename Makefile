@@ -21,7 +21,7 @@ DEMO_THRESHOLD  ?= 0.5
 # marching-cubes grid of the demo mesh (points per axis)
 DEMO_MESH_RESOLUTION ?= 128
 # training iterations of `make demo-train`
-DEMO_STEPS      ?= 7500
+DEMO_STEPS      ?= 15000
 # seed of the dataset and of training
 DEMO_SEED       ?= 0
 # size of the built-in synthetic dataset
