@@ -12,8 +12,11 @@ DEMO_MODEL      ?= demo/synthetic_demo.pt
 DEMO_OUT        ?= outputs/demo
 # identities rendered by `make demo`
 DEMO_SEEDS      ?= 0-5
-# render resolution (trained at 32 px)
+# size of the written frames
 DEMO_SIZE       ?= 128
+# resolution the generator renders at before the frames are resized to DEMO_SIZE (trained at 32 px;
+# rendered at 4x its training size the model shows its manifold layers as faint streaks)
+DEMO_RENDER_SIZE ?= 64
 # half-range of the yaw sweep, radians (the demo trained within +-45 degrees of the front)
 DEMO_YAW        ?= 0.785
 # object opacity (0-1) the demo mesh encloses (extract_shapes.py --threshold)
@@ -58,7 +61,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) render_multiview_images.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) \
-		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --trajectory sweep --yaw_amplitude $(DEMO_YAW) --video --depth
+		--seeds $(DEMO_SEEDS) --img_size $(DEMO_SIZE) --render_size $(DEMO_RENDER_SIZE) --trajectory sweep --yaw_amplitude $(DEMO_YAW) --video --depth
 	$(PY) -m tools.contact_sheet --frames_dir $(DEMO_OUT) --seeds $(DEMO_SEEDS) --columns 6 --first_frames 16 \
 		--output $(DEMO_OUT)/demo_grid.png
 	$(PY) extract_shapes.py --generator_file $(DEMO_MODEL) --output_dir $(DEMO_OUT) --seeds 0 \

@@ -12,6 +12,9 @@ around the average of those weights. Output per seed, in --output_dir:
   grid_<seed>.gif       all frames at 15 fps      grid_<seed>.mp4     the same, with --video
   depth_<seed>_<i>.png  depth frames (near = bright, normalised over the seed's frames), with --depth
   depth_<seed>.gif      the depth frames as a GIF, with --depth
+The generator renders at --render_size (default: --img_size) and the frames are resized to
+--img_size; a model rendered at 4x its training size shows its manifold layers as faint streaks
+(docs/rendering.md), so `make demo` renders its 32 px model at 64 px and writes 128 px frames.
 With --latent FILE (the inversion.pt of invert.py) the inverted subject is rendered instead of the
 seeds, and its files are named with `inversion` in place of <seed>: its FiLM parameters, the config
 stored in FILE and, when FILE holds them, its fine-tuned weights on top of --generator_file (the
@@ -40,6 +43,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 import configs
@@ -52,7 +56,7 @@ from inversion.storage import FILE_LABEL, load_inversion
 from utils import cli
 from utils.device import resolve_device
 from utils.files import check_writable_folder
-from utils.images import to_uint8, write_png
+from utils.images import resize_images, to_uint8, write_png
 from utils.seeds import latent_for_seed, parse_seeds
 from utils.video import ANIMATION_FPS, write_gif, write_mp4
 from utils.watermark import apply_watermark, make_watermark
@@ -112,6 +116,14 @@ def render_inversion_frames(generator, inverted, origins, camera, img_size, lock
     return torch.cat(images), (torch.cat(depths) if with_depth else None)
 
 
+def resize_depths(depths, size):
+    """Depth maps [F, N, N] -> [F, size, size], nearest neighbour (no depth is invented between
+    the object and the empty background)."""
+    if tuple(depths.shape[-2:]) == (size, size):
+        return depths
+    return F.interpolate(depths[:, None], size=(size, size), mode='nearest-exact')[:, 0]
+
+
 def depth_to_uint8(depths):
     """Depth maps [F, N, N] -> uint8 [F, N, N], near = 255, normalised over all F frames.
 
@@ -140,7 +152,11 @@ def parse_args(argv=None):
     parser.add_argument('--frames', type=int, default=30, help='frames per seed (>= 1)')
     parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
     parser.add_argument('--no_watermark', action='store_true', help='do not draw the "AI-generated" mark')
-    parser.add_argument('--img_size', type=int, default=None, help="render resolution (default: the config's)")
+    parser.add_argument('--img_size', type=int, default=None, help="size of the written frames (default: the config's)")
+    parser.add_argument('--render_size', type=int, default=None,
+                        help='resolution the generator renders at; frames are then resized to --img_size (bicubic; '
+                             'depth: nearest). Default: --img_size. Far above its training size (4x) a model shows '
+                             'its manifold layers as faint streaks; rendering at <= 2x and resizing avoids them')
     parser.add_argument('--video', action='store_true', help=f'also write grid_<seed>.mp4 (H.264, {ANIMATION_FPS} fps)')
     parser.add_argument('--depth', action='store_true', help='also write depth_<seed>_<i>.png and depth_<seed>.gif')
     parser.add_argument('--trajectory', choices=TRAJECTORIES, default='released',
@@ -163,8 +179,9 @@ def run(args):
     for name in ('frames', 'batch_size', 'chunk_rays'):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f'--{name} must be >= 1, got {getattr(args, name)}')
-    if args.img_size is not None and args.img_size < 1:
-        raise ValueError(f'--img_size must be >= 1, got {args.img_size}')
+    for name in ('img_size', 'render_size'):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f'--{name} must be >= 1, got {getattr(args, name)}')
     if not 0 <= args.psi <= 1:
         raise ValueError(f'--psi must be in [0, 1] (1 = no truncation), got {args.psi}')
     if args.fov is not None and not 0 < args.fov < configs.MAX_FOV:
@@ -189,10 +206,12 @@ def run(args):
     fov = family['fov'] if args.fov is None else args.fov
     camera = {'fov': fov, 'ray_start': config['camera']['ray_start'], 'ray_end': config['camera']['ray_end']}
     img_size = args.img_size or generator.img_size
+    render_size = args.render_size or img_size
     pitches, yaws = trajectory_angles(args.trajectory, args.frames, family, args.yaw_amplitude)
     origins = cameras.camera_origin_from_pos(torch.tensor([pitches, yaws], dtype=torch.float64).T).tolist()
     watermark = None if args.no_watermark else make_watermark(img_size, img_size)
-    tqdm.write(f'rendering {len(subjects)} subjects x {args.frames} frames at {img_size} px on {device} '
+    resized = '' if render_size == img_size else f', resized to {img_size} px'
+    tqdm.write(f'rendering {len(subjects)} subjects x {args.frames} frames at {render_size} px{resized} on {device} '
                f'({family["name"]} camera, {args.trajectory} trajectory) -> {args.output_dir}')
 
     # Render and write each seed.
@@ -202,13 +221,14 @@ def run(args):
         for label, seed in subjects:
             if seed is None:
                 images, depths = render_inversion_frames(
-                    generator, inverted, origins, camera, img_size, family['lock_view_dependence'],
+                    generator, inverted, origins, camera, render_size, family['lock_view_dependence'],
                     args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
             else:
                 z = latent_for_seed(seed, generator.z_dim, device)
                 images, depths = render_frames(
-                    generator, z, origins, camera, img_size, args.psi, family['lock_view_dependence'],
+                    generator, z, origins, camera, render_size, args.psi, family['lock_view_dependence'],
                     args.batch_size, with_depth=args.depth, chunk_rays=args.chunk_rays, progress=progress)
+            images = resize_images(images, img_size)  # [F, 3, render_size, ...] -> [F, 3, img_size, img_size]
             if watermark is not None:
                 images = apply_watermark(images, watermark)
             frames = list(to_uint8(images, rounding='truncate'))  # F x [N, N, 3]
@@ -221,7 +241,7 @@ def run(args):
                 written.append(os.path.join(args.output_dir, f'grid_{label}.mp4'))
                 write_mp4(frames, written[-1])
             if args.depth:
-                depth_frames = list(depth_to_uint8(depths))
+                depth_frames = list(depth_to_uint8(resize_depths(depths, img_size)))
                 for index, frame in enumerate(depth_frames):
                     written.append(os.path.join(args.output_dir, f'depth_{label}_{index}.png'))
                     write_png(frame, written[-1])

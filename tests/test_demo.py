@@ -29,8 +29,8 @@ def run_make(target, **variables):
 def test_demo_train_runs_end_to_end_on_a_few_steps(tmp_path):
     out = tmp_path / 'out'
     stdout = run_make('demo-train', DEMO_STEPS=2, DEMO_NUM_IMAGES=16, DEMO_DATA=tmp_path / 'data',
-                      DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_THRESHOLD=0.05,
-                      DEMO_MESH_RESOLUTION=32)
+                      DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_RENDER_SIZE=32,
+                      DEMO_THRESHOLD=0.05, DEMO_MESH_RESOLUTION=32)
     assert f'demo outputs in {out}/' in stdout
     model = torch.load(tmp_path / 'run' / 'synthetic_demo.pt', weights_only=True)
     assert model['step'] == 2 and set(model) >= {'config', 'ema', 'generator'}
@@ -42,8 +42,8 @@ def test_demo_train_runs_end_to_end_on_a_few_steps(tmp_path):
         assert (out / name).stat().st_size > 0, name
     # resuming a finished run trains nothing more and keeps the step
     run_make('demo-train', DEMO_STEPS=2, DEMO_NUM_IMAGES=16, DEMO_DATA=tmp_path / 'data',
-             DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_THRESHOLD=0.05,
-             DEMO_MESH_RESOLUTION=32)
+             DEMO_RUN=tmp_path / 'run', DEMO_OUT=out, DEMO_SEEDS=0, DEMO_SIZE=32, DEMO_RENDER_SIZE=32,
+             DEMO_THRESHOLD=0.05, DEMO_MESH_RESOLUTION=32)
     assert torch.load(tmp_path / 'run' / 'synthetic_demo.pt', weights_only=True)['step'] == 2
 
 
@@ -52,8 +52,11 @@ def test_shipped_demo_model_renders(tmp_path):
     model = torch.load(SHIPPED_MODEL, weights_only=True)
     assert os.path.getsize(SHIPPED_MODEL) < 8 * 2 ** 20
     assert model['config']['dataset']['class'] == 'PosedImageFolder'
-    run_make('demo', DEMO_OUT=tmp_path, DEMO_SEEDS=1, DEMO_SIZE=32, DEMO_MESH_RESOLUTION=48)
+    stdout = run_make('demo', DEMO_OUT=tmp_path, DEMO_SEEDS=1, DEMO_SIZE=32, DEMO_RENDER_SIZE=16,
+                      DEMO_MESH_RESOLUTION=48)
+    assert 'at 16 px, resized to 32 px' in stdout
     frames = [np.asarray(Image.open(tmp_path / f'grid_1_{i}.png'), dtype=np.float32) for i in (0, 15)]
+    assert frames[0].shape == (32, 32, 3)
     assert frames[0].std() > 5  # an object, not a blank frame
     assert np.abs(frames[0] - frames[1]).mean() > 1  # the camera moved
     assert (tmp_path / 'shape_0.ply').stat().st_size > 1000

@@ -12,9 +12,10 @@ from PIL import Image
 
 import configs
 import render_multiview_images as render
+from checkpoints.loading import load_generator
 from generators import build_generator
 from geometry import trajectories
-from utils.images import to_uint8
+from utils.images import resize_images, to_uint8
 from utils.seeds import latent_for_seed, parse_seeds
 from utils.watermark import apply_watermark, make_watermark
 
@@ -166,6 +167,31 @@ def test_cli_end_to_end_with_video_and_depth(tmp_path):
         depth = np.stack([read_png(out / f'depth_{seed}_{i}.png') for i in range(3)])
         assert depth.max() == 255  # normalised over the seed's frames: the nearest pixel is white
     assert not [name for name in os.listdir(out) if name.startswith('.tmp')]  # atomic writes cleaned up
+
+
+def test_render_size_renders_small_and_resizes(tmp_path):
+    """--render_size 8 --img_size 16: the frames are the 8 px render, resized bicubically to 16 px."""
+    generator_path, _ = make_released_pair(str(tmp_path))
+    out, small = tmp_path / 'out', tmp_path / 'small'
+    common = ['--generator_file', generator_path, '--config', CONFIG, '--seeds', '1', '--frames', '2',
+              '--no_watermark', '--depth']
+    render.main([*common, '--output_dir', str(out), '--img_size', str(TINY_SIZE), '--render_size', '8'])
+    render.main([*common, '--output_dir', str(small), '--img_size', '8'])
+    generator, config = load_generator(generator_path, CONFIG, 'cpu', use_ema=True)
+    camera = {'fov': trajectories.camera_family(config)['fov'], 'ray_start': config['camera']['ray_start'],
+              'ray_end': config['camera']['ray_end']}
+    origins = [origin(math.pi / 3, yaw) for yaw in (-math.pi / 2, math.pi / 2)]  # orbit, 2 frames
+    images, _ = render.render_frames(generator, latent_for_seed(1, generator.z_dim, 'cpu'), origins, camera, 8, 0.7,
+                                     False, batch_size=1)
+    expected = to_uint8(resize_images(images, TINY_SIZE), 'truncate')
+    for index in range(2):
+        frame = read_png(out / f'grid_1_{index}.png')
+        assert frame.shape == (TINY_SIZE, TINY_SIZE, 3)
+        np.testing.assert_array_equal(frame, expected[index])
+        depth, small_depth = read_png(out / f'depth_1_{index}.png'), read_png(small / f'depth_1_{index}.png')
+        np.testing.assert_array_equal(depth, small_depth.repeat(2, axis=0).repeat(2, axis=1))  # nearest, x2
+    upsampled = resize_images(torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]]), 4)
+    assert upsampled.shape == (1, 1, 4, 4) and not torch.equal(upsampled[..., 0, 0], upsampled[..., 0, 1])
 
 
 def test_fov_override_frames_the_object_tighter(tmp_path):

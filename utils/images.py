@@ -7,6 +7,7 @@ x = img * 0.5 + 0.5, NaN -> 0, clip to [0, 1], times 255, then
 - 'round': round half up (the released FID images, written with torchvision's save_image).
 """
 import numpy as np
+import torch.nn.functional as F
 from PIL import Image
 
 from utils.files import atomic_path
@@ -38,6 +39,17 @@ def to_uint8(img, rounding='truncate'):
     if rounding == 'round':
         x = x + np.float32(0.5)
     return x.astype(np.uint8)  # float -> uint8 truncates; x is in [0, 255.5] here
+
+
+def resize_images(img, size):
+    """Resize img [B, C, H, W] (float) to [B, C, size, size], bicubic (antialiased when shrinking).
+
+    Bicubic interpolation may overshoot [-1, 1] slightly; the encodings above clip. Returns img
+    itself when it already has the size.
+    """
+    if tuple(img.shape[-2:]) == (size, size):
+        return img
+    return F.interpolate(img.float(), size=(size, size), mode='bicubic', align_corners=False, antialias=True)
 
 
 def save_png(img, path, rounding='truncate'):
