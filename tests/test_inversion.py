@@ -225,10 +225,13 @@ def test_cli_on_a_synthetic_photo_then_render_the_latent(tmp_path, demo):
     frames = tmp_path / 'frames'
     assert render_script.main(['--generator_file', DEMO_MODEL, '--latent', str(out / 'inversion.pt'),
                                '--output_dir', str(frames), '--frames', '2', '--depth', '--video',
-                               '--trajectory', 'sweep', '--device', 'cpu']) == 0
+                               '--trajectory', 'sweep', '--img_size', '48', '--render_size', '24',
+                               '--device', 'cpu']) == 0
     for name in ('grid_inversion_0.png', 'grid_inversion_1.png', 'grid_inversion.gif', 'grid_inversion.mp4',
                  'depth_inversion_0.png', 'depth_inversion.gif'):
         assert (frames / name).is_file(), name
+    assert np.asarray(Image.open(frames / 'grid_inversion_1.png')).shape == (48, 48, 3)
+    assert np.asarray(Image.open(frames / 'depth_inversion_1.png')).shape == (48, 48)
 
     # The loader extract_shapes.py can use: fine-tuned weights applied, the stored config.
     inverted = load_inversion(str(out / 'inversion.pt'), DEMO_MODEL)
