@@ -392,7 +392,8 @@ def test_viewer_in_headless_chromium(tmp_path):
             wait_for(lambda pattern=pattern: next(iter(tmp_path.glob(pattern)), None), f'{pattern} after {label}')
         frame = np.asarray(Image.open(next(tmp_path.glob('frame_seed7_*.png'))))
         assert frame.shape == (64, views.view_grid(turned.camera.fov, turned.camera.aspect, 64).cols, 3)
-        assert app.server.scene.get_handle_by_name(app_module.MESH_NODE) is not None
+        # the app writes the PLY first, then adds the mesh to the scene
+        wait_for(lambda: app.server.scene.get_handle_by_name(app_module.MESH_NODE), 'the mesh in the scene')
 
         # Back to the start view.
         driver.find_element(By.XPATH, "//button[contains(., 'reset camera')]").click()
