@@ -34,6 +34,7 @@ inversion's camera.
 """
 import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import argparse
+import math
 import os
 import sys
 
@@ -56,6 +57,7 @@ from geometry.extraction import (
 from inversion.storage import FILE_LABEL, load_inversion
 from utils import cli
 from utils.device import resolve_device
+from utils.files import check_writable_folder
 from utils.seeds import latent_for_seed, parse_seeds
 
 DEFAULT_SEEDS = '0'  # --seeds without --latent
@@ -100,10 +102,13 @@ def validate(args):
         raise ValueError(f'--resolution must be >= {fusion.MIN_RESOLUTION}, got {args.resolution}')
     if args.view_size < MIN_VIEW_SIZE:
         raise ValueError(f'--view_size must be >= {MIN_VIEW_SIZE}, got {args.view_size}')
-    if not args.view_step > 0:
+    if not 0 < args.view_step < math.inf:
         raise ValueError(f'--view_step must be > 0 degrees, got {args.view_step:g}')
     if args.chunk_points < 1:
         raise ValueError(f'--chunk_points must be >= 1, got {args.chunk_points}')
+    if not 0 <= args.psi <= 1:
+        raise ValueError(f'--psi must be in [0, 1] (1 = no truncation), got {args.psi:g}')
+    check_writable_folder(args.output_dir)
     if args.latent is not None:
         return []
     return parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds)

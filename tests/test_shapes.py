@@ -151,6 +151,8 @@ def test_cli_failed_seed_is_named_and_writes_nothing(tiny_generator_file, tmp_pa
     (['--resolution', '4'], '--resolution must be >='),
     (['--view_size', '2'], '--view_size must be >='),
     (['--view_step', '0'], '--view_step must be > 0'),
+    (['--view_step', 'inf'], '--view_step must be > 0'),
+    (['--psi', 'nan'], '--psi must be in [0, 1]'),
     (['--seeds', '3-1'], "invalid seeds '3-1'"),
     (['--latent', 'inversion.pt', '--seeds', '1'], '--latent meshes the inverted subject instead of seeds; drop --seeds'),
     (['--latent', 'inversion.pt', '--config', 'SYNTHETIC_demo'], '--latent meshes with the config stored in it'),
@@ -160,6 +162,14 @@ def test_cli_checks_arguments_before_loading(tmp_path, capsys, flags, message):
     assert extract_shapes.main(['--generator_file', missing, '--output_dir', str(tmp_path)] + flags) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith(f'error: {message}') and len(error.splitlines()) == 1
+
+
+def test_cli_refuses_an_output_dir_that_is_a_file_before_loading(tmp_path, capsys):
+    occupied = tmp_path / 'shapes'
+    occupied.write_text('not a folder')
+    assert extract_shapes.main(['--generator_file', str(tmp_path / 'missing.pt'), '--output_dir', str(occupied)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert 'not a folder' in error and len(error.splitlines()) == 1 and occupied.read_text() == 'not a folder'
 
 
 def test_cli_latent_meshes_the_inverted_subject_like_its_seed(tmp_path):
