@@ -39,6 +39,7 @@ import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before tor
 import argparse
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -137,6 +138,22 @@ def depth_to_uint8(depths):
     scaled = (far - depths) / max(float(far - near), MIN_DEPTH_SPAN)  # 1 at the nearest depth
     scaled = torch.where(finite, scaled, torch.zeros_like(scaled))
     return (scaled.clamp(0, 1) * DEPTH_LEVELS).round().to(torch.uint8).numpy()
+
+
+def remove_stale_frames(folder, label, frames):
+    """Delete grid_<label>_<i>.png and depth_<label>_<i>.png with i >= frames from `folder` (left by
+    an earlier render of the same subject with more frames, they would mix into its frame set).
+
+    Returns the removed paths.
+    """
+    pattern = re.compile(rf'(grid|depth)_{re.escape(str(label))}_(\d+)\.png')
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        match = pattern.fullmatch(name)
+        if match is not None and int(match.group(2)) >= frames:
+            removed.append(os.path.join(folder, name))
+            os.remove(removed[-1])
+    return removed
 
 
 # ----------------------------------------------------------------------------------- CLI
@@ -247,6 +264,9 @@ def run(args):
                     write_png(frame, written[-1])
                 written.append(os.path.join(args.output_dir, f'depth_{label}.gif'))
                 write_gif(depth_frames, written[-1])
+            stale = remove_stale_frames(args.output_dir, label, args.frames)
+            if stale:
+                tqdm.write(f'removed {len(stale)} frames of {label} left from an earlier render with more frames')
     tqdm.write(f'wrote {len(written)} files to {args.output_dir}')
     return 0
 

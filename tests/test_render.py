@@ -194,6 +194,19 @@ def test_render_size_renders_small_and_resizes(tmp_path):
     assert upsampled.shape == (1, 1, 4, 4) and not torch.equal(upsampled[..., 0, 0], upsampled[..., 0, 1])
 
 
+def test_rerender_with_fewer_frames_removes_only_that_seeds_extra_frames(tmp_path, capsys):
+    generator_path, _ = make_released_pair(str(tmp_path))
+    out = tmp_path / 'out'
+    common = ['--generator_file', generator_path, '--config', CONFIG, '--output_dir', str(out), '--img_size', '8']
+    render.main([*common, '--seeds', '1,10', '--frames', '3', '--depth'])
+    render.main([*common, '--seeds', '1', '--frames', '2'])
+    names = set(os.listdir(out))
+    assert {'grid_1_0.png', 'grid_1_1.png', 'depth_1_0.png', 'depth_1_1.png'} <= names
+    assert not {'grid_1_2.png', 'depth_1_2.png'} & names                       # stale frames of seed 1 removed
+    assert {'grid_10_0.png', 'grid_10_2.png', 'depth_10_2.png'} <= names      # seed 10 untouched
+    assert 'removed 2 frames of 1' in capsys.readouterr().out
+
+
 def test_fov_override_frames_the_object_tighter(tmp_path):
     covered = {}
     for name, fov_args in (('released', []), ('training', ['--fov', '30'])):
