@@ -164,6 +164,9 @@ def run(args):
 
     # Fit.
     result = optimize.invert(generator, camera, target, settings, pose=pose, optimize_pose=optimize_pose)
+    final_losses = result.losses[-1:] + result.finetune_losses[-1:]
+    if not all(math.isfinite(loss) for loss in final_losses):
+        raise ValueError(f'the fit diverged (final loss {final_losses}); nothing was written to {args.output_dir}')
     renderer = result.generator if result.generator is not None else generator
     size = input_pixels.shape[0]
     tile_size = min(size, MAX_RENDER_SIZE)  # the render size, and the tiles' of comparison.png and views.png
@@ -193,13 +196,15 @@ def run(args):
         metrics['final_finetune_loss'] = result.finetune_losses[-1]
 
     # Write: an old inversion.pt goes first and the new one comes last, so it marks a complete set.
+    # Everything that can fail on the values (JSON refuses NaN) is encoded before the old file goes.
+    metrics_text = json.dumps(metrics, indent=2, allow_nan=False) + '\n'
     paths = {name: os.path.join(args.output_dir, name) for name in OUTPUT_FILES}
     if os.path.lexists(paths['inversion.pt']):
         os.remove(paths['inversion.pt'])
     write_png(reconstruction, paths['reconstruction.png'])
     write_png(np.concatenate([input_tile, view_pixels, depth_pixels], axis=1), paths['comparison.png'])
     write_png(np.concatenate([input_tile, view_pixels, *novel_pixels, depth_pixels], axis=1), paths['views.png'])
-    atomic_write_text(json.dumps(metrics, indent=2, allow_nan=False) + '\n', paths['metrics.json'])
+    atomic_write_text(metrics_text, paths['metrics.json'])
     save_inversion(inversion_payload(result, config), paths['inversion.pt'])
     tqdm.write(f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}, camera (phi, theta) = ({phi:.4f}, {theta:.4f}) rad "
                f"in {metrics['wall_time_s']:.0f} s -> {args.output_dir}")

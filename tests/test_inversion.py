@@ -260,6 +260,20 @@ def test_cli_large_input_metrics_and_reused_folder(tmp_path, monkeypatch):
         'start_steps', 'finetune_steps', 'seed', 'final_loss', 'final_finetune_loss', 'wall_time_s', 'device'])
     assert metrics['start_steps'] == 2 and metrics['optimize_pose'] is True and metrics['resolution'] == 32
 
+    # A fit that diverged writes nothing: the previous outputs stay as they were.
+    before = {name: (out / name).read_bytes() for name in invert.OUTPUT_FILES}
+    fit = optimize.invert
+
+    def diverged(*args, **kwargs):
+        result = fit(*args, **kwargs)
+        result.losses[-1] = math.nan
+        return result
+
+    monkeypatch.setattr(optimize, 'invert', diverged)
+    assert invert.main(base + ['--steps', '1', '--pose', '1.2,1.5']) == 1
+    assert {name: (out / name).read_bytes() for name in invert.OUTPUT_FILES} == before
+    monkeypatch.setattr(optimize, 'invert', fit)
+
     # A failed write into the reused folder leaves no inversion.pt beside the new pictures.
     def disk_full(text, path):
         raise OSError(28, 'No space left on device', path)
