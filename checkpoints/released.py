@@ -54,6 +54,8 @@ def load_released_ema(path):
     except pickle.UnpicklingError as error:
         raise ValueError(f"refusing to load '{path}': {_unpickling_reason(error)}; only a pickled "
                          f"{RELEASED_EMA_CLASS} with plain tensors is accepted") from None
+    except (RuntimeError, EOFError, KeyError, IndexError, TypeError):  # torch.load's errors on damaged files
+        raise ValueError(f"EMA file '{path}' is empty or damaged (an interrupted download?); copy it again") from None
     if not isinstance(ema, ReleasedEMA):
         raise ValueError(f"'{path}' holds a {type(ema).__name__}, not a pickled {RELEASED_EMA_CLASS}")
     missing = [name for name in REQUIRED_EMA_ATTRIBUTES if getattr(ema, name) in (None, [])]

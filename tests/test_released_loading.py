@@ -89,6 +89,18 @@ def test_other_classes_and_plain_files_are_refused(tmp_path):
         load_released_ema(str(tmp_path / 'missing.pth'))
 
 
+def test_damaged_released_pair_gives_one_line_errors(tmp_path):
+    generator_path, _ = make_released_pair(str(tmp_path))
+    ema_path = tmp_path / 'ema.pth'
+    complete = ema_path.read_bytes()
+    for damaged in (b'', complete[:len(complete) // 2]):  # empty, and cut off mid-download
+        ema_path.write_bytes(damaged)
+        with pytest.raises(ValueError, match="EMA file '.*ema.pth' is empty or damaged"):
+            load_released_ema(str(ema_path))
+        with pytest.raises(ValueError, match='is empty or damaged'):
+            load_generator(generator_path, CONFIG)
+
+
 def test_shadow_state_dict_checks_count_and_shapes():
     generator = seeded_generator(0)
     params = [p.detach().clone() for p in generator.parameters()]
