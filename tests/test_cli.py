@@ -2,8 +2,10 @@
 import errno
 
 import pytest
+import torch
 
 from utils import cli
+from utils.device import resolve_device
 
 
 def test_run_script_turns_user_problems_into_one_line(capsys):
@@ -30,3 +32,14 @@ def test_parser_errors_are_one_line(capsys):
         parser.parse_args(['--n', 'x'])
     assert info.value.code == cli.EXIT_USAGE
     assert capsys.readouterr().err == "script: error: argument --n: invalid int value: 'x' (see --help)\n"
+
+
+def test_device_names_are_checked(monkeypatch):
+    assert resolve_device('cpu') == torch.device('cpu')
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        resolve_device('gpu0')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # one visible GPU
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    assert resolve_device('cuda:0') == torch.device('cuda', 0)
+    with pytest.raises(ValueError, match=r"'cuda:3' requested but only 1 CUDA device\(s\) are visible; use cuda:0 to cuda:0"):
+        resolve_device('cuda:3')

@@ -19,6 +19,10 @@ def resolve_device(name='auto'):
         raise ValueError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' requested but CUDA is not available; use --device cpu")
+    if device.type == 'cuda' and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device '{name}' requested but only {count} CUDA device(s) are visible; "
+                         f"use cuda:0 to cuda:{count - 1}")
     if device.type == 'mps' and not torch.backends.mps.is_available():
         raise ValueError(f"device '{name}' requested but MPS is not available; use --device cpu")
     return device
