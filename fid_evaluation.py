@@ -84,7 +84,7 @@ from metrics.statistics import (
 )
 from utils import cli, distributed
 from utils.device import resolve_device
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, check_writable_folder
 from utils.images import to_uint8, write_png
 
 METRICS = ('fid', 'kid', 'is', 'consistency')
@@ -336,8 +336,8 @@ def consistency_metric(generator, camera, args, device):
     errors, coverages = torch.cat(errors), torch.cat(coverages)
     finite = torch.isfinite(errors)
     return {
-        'consistency_error': float(errors[finite].mean()) if finite.any() else math.nan,
-        'consistency_error_std': float(errors[finite].std(unbiased=False)) if finite.any() else math.nan,
+        'consistency_error': float(errors[finite].mean()) if finite.any() else None,  # null in metrics.json
+        'consistency_error_std': float(errors[finite].std(unbiased=False)) if finite.any() else None,
         'consistency_coverage': float(coverages.mean()),
         'consistency_seeds_without_overlap': int((~finite).sum()),
     }
@@ -400,13 +400,15 @@ def check_args(args):
             raise ValueError(f'--{name} must be >= 1, got {getattr(args, name)}')
     if args.seed < 0:
         raise ValueError(f'--seed must be >= 0, got {args.seed}')
-    if args.consistency_yaw <= 0 or args.depth_tolerance <= 0:
-        raise ValueError('--consistency_yaw and --depth_tolerance must be > 0')
+    for name in ('consistency_yaw', 'depth_tolerance'):
+        if not 0 < getattr(args, name) < math.inf:
+            raise ValueError(f'--{name} must be a positive number, got {getattr(args, name)}')
 
 
 def run(args, log):
     """Evaluate; returns the results record (rank 0) or None (other ranks)."""
     check_args(args)
+    check_writable_folder(args.output_dir)
     requested = parse_metrics(args.metrics)
     protocol = resolve_protocol(args)
     device = distributed.init(resolve_device(args.device))
@@ -436,6 +438,8 @@ def run(args, log):
         dataset, num_real, real_set = open_real_set(config, data_dir, protocol.num_real_images, args.seed, notes)
         real = read_cached_real_statistics(tags, computable, real_set, num_real, args.real_cache_dir, log)
         real_paths = {backend: statistics_path(args.real_cache_dir, real_set, tag) for backend, tag in tags.items()}
+        if set(real) != set(tags):  # statistics to compute and cache at the end
+            check_writable_folder(args.real_cache_dir)
     networks = build_feature_networks(sources, computable, args.fid_backend, device)
 
     # Every rank renders its share of the generated images and computes their features; rank 0 gathers them.
@@ -506,7 +510,7 @@ def evaluate_and_report(args):
     if record is None:  # not the main process
         return
     for name, value in record['results'].items():
-        tqdm.write(f'{name}: {value:.6g}')
+        tqdm.write(f'{name}: {value:.6g}' if value is not None else f'{name}: none (no seed had overlapping views)')
     for note in record['notes']:
         tqdm.write(f'note: {note}')
     path = os.path.join(args.output_dir, RESULTS_FILE)

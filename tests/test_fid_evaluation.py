@@ -5,6 +5,7 @@ without a shared folder, one-line errors.
 Most runs use the 12-d stand-in feature networks of metric_stand_ins (FID on 2048-d Inception
 features costs ~20 s of eigenvalues on a 2-core CPU); one run uses the real offline Inception."""
 import json
+import math
 import os
 import socket
 import sys
@@ -219,11 +220,34 @@ def test_two_ranks_without_a_shared_folder_equal_one_process(tiny_run, tmp_path,
 @pytest.mark.parametrize('extra, message', [
     (['--metrics', 'fid,ppl'], "error: --metrics 'fid,ppl': use a comma list of fid, kid, is, consistency"),
     (['--num_images', '1'], 'error: --num_images must be >= 2 (FID needs a covariance), got 1'),
+    (['--consistency_yaw', 'nan'], 'error: --consistency_yaw must be a positive number, got nan'),
 ])
 def test_cli_errors_are_one_line(tiny_run, tmp_path, capsys, extra, message):
     folder, _ = tiny_run
     assert fid_evaluation.main(command(folder, tmp_path, tmp_path / 'real', *extra)) == 1
     assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_unusable_folders_fail_before_any_image_is_made(tiny_run, tmp_path, stand_ins, capsys):
+    folder, _ = tiny_run
+    occupied = tmp_path / 'file'
+    occupied.write_text('x')
+    for out, real_cache in ((occupied, tmp_path / 'real'), (tmp_path / 'out', occupied / 'real')):
+        assert fid_evaluation.main(command(folder, out, real_cache, '--num_images', '4', '--metrics', 'fid')) == 1
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and 'not a folder' in error[0]
+    assert not (tmp_path / 'out' / 'generated').exists()  # stopped before rendering
+
+
+def test_consistency_without_any_overlap_is_null(monkeypatch):
+    monkeypatch.setattr(fid_evaluation, 'image_latent_and_pose', lambda generator, seed: (torch.zeros(1, 4), None))
+    monkeypatch.setattr(fid_evaluation, 'generator_consistency',
+                        lambda generator, z, *args, **kwargs: (torch.full((len(z),), math.nan), torch.zeros(len(z))))
+    args = fid_evaluation.parse_args(['--num_consistency_seeds', '3'])
+    camera = {'fov': 12, 'ray_start': 0.88, 'ray_end': 1.12}
+    values = fid_evaluation.consistency_metric(None, camera, args, 'cpu')
+    assert values['consistency_error'] is None and values['consistency_seeds_without_overlap'] == 3
+    assert 'NaN' not in json.dumps(values)
 
 
 def test_unknown_protocol_is_a_usage_error(capsys):
