@@ -300,10 +300,10 @@ def parse_args(argv=None):
             args.look_at = tuple(float(value) for value in args.look_at.split(','))
         except ValueError:
             args.look_at = ()
-        if len(args.look_at) != 3:
+        if len(args.look_at) != 3 or not all(math.isfinite(value) for value in args.look_at):
             parser.error('--look_at must be three numbers X,Y,Z, e.g. --look_at 0,0,0.2')
-    if args.radius is not None and args.radius <= 0:
-        parser.error('--radius must be positive')
+    if args.radius is not None and not 0 < args.radius < math.inf:
+        parser.error('--radius must be a positive number')
     if args.cate != 'synthetic' and not args.export and args.raw_dataset_path is None:
         where = 'DIR (an EG3D folder or .zip with dataset.json)' if args.cate == 'posed' else f'./raw_data/{args.cate}'
         parser.error(f'--cate={args.cate} needs --raw_dataset_path={where}')

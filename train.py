@@ -96,6 +96,8 @@ def resolve_settings(args):
     for flag in ('set_step', 'num_workers'):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise ValueError(f"--{flag} must be at least 0, got {getattr(args, flag)}")
+    if args.set_step is not None and args.load_dir is None:
+        raise ValueError('--set_step overrides the step counter of a resumed run; add --load_dir <run folder>')
     if not 0 < args.timeout_minutes < float('inf'):
         raise ValueError(f"--timeout_minutes must be a positive number, got {args.timeout_minutes}")
     device = resolve_device(args.device)

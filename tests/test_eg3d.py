@@ -231,3 +231,16 @@ def test_rolled_camera_is_accepted_with_a_larger_tolerance(tmp_path):
     report = eg3d.import_eg3d(tmp_path / 'eg3d', tmp_path / 'out', look_at=FFHQ_LOOK_AT, look_at_tolerance=25.0,
                               progress=False)
     assert report['look_at_error_deg']['max'] == pytest.approx(20.0, abs=1e-6)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--radius', 'nan'], '--radius must be a positive number'),
+    (['--radius', '-1'], '--radius must be a positive number'),
+    (['--look_at', 'nan,0,0'], '--look_at must be three numbers'),
+    (['--look_at', '0,0'], '--look_at must be three numbers'),
+])
+def test_bad_camera_overrides_are_usage_errors(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        pp.main(['--cate', 'posed', '--raw_dataset_path', str(tmp_path), '--output_dir', str(tmp_path / 'out'), *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

@@ -200,6 +200,7 @@ def test_checkpoint_from_another_config_is_one_clear_line(data_dir, uninterrupte
     (['--num_workers', '-1'], '--num_workers must be at least 0'),
     (['--max_steps', '-1'], '--max_steps must be at least 1'),
     (['--set_step', '-5'], '--set_step must be at least 0'),
+    (['--set_step', '100'], '--set_step overrides the step counter of a resumed run; add --load_dir'),
     (['--timeout_minutes', 'nan'], '--timeout_minutes must be a positive number'),
     (['--device', 'foo'], "unknown device 'foo'"),
 ])
