@@ -2,12 +2,15 @@
 import errno
 import os
 
+import imageio_ffmpeg
+import numpy as np
 import pytest
 import torch
 
 from utils import cli
 from utils.files import (TEMPORARY_PREFIX, atomic_path, atomic_torch_save, atomic_write_text, check_writable_folder,
                          remove_stale_temporaries)
+from utils.video import write_mp4
 
 
 def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
@@ -39,6 +42,27 @@ def test_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
         atomic_torch_save({'a': torch.ones(1)}, path)
     assert cli.one_line(info.value) == f'no space left on device: {path}'
     assert os.listdir(tmp_path) == []
+
+
+def test_a_writer_error_without_strerror_keeps_its_reason(tmp_path):
+    path = tmp_path / 'clip.mp4'
+    with pytest.raises(OSError) as info:
+        with atomic_path(path):
+            raise OSError('[Errno 32] Broken pipe\n\nFFMPEG COMMAND:\nffmpeg ...')  # imageio-ffmpeg's IOError
+    assert cli.one_line(info.value) == f'[errno 32] broken pipe: {path}'
+
+
+def test_an_incomplete_video_keeps_the_previous_one(tmp_path, monkeypatch):
+    frames = [np.full((8, 8, 3), value, dtype=np.uint8) for value in (0, 128, 255)]
+    path = tmp_path / 'clip.mp4'
+    write_mp4(frames, path)
+    assert imageio_ffmpeg.count_frames_and_secs(str(path))[0] == 3
+    before = path.read_bytes()
+    monkeypatch.setattr(imageio_ffmpeg, 'count_frames_and_secs', lambda path: (1, 0.07))  # ffmpeg stopped early
+    with pytest.raises(OSError) as info:
+        write_mp4(frames, path)
+    assert cli.one_line(info.value) == f'ffmpeg wrote 1 of 3 frames: {path}'
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ['clip.mp4']
 
 
 def test_unusable_folders_are_found_before_writing(tmp_path):

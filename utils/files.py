@@ -70,11 +70,16 @@ def atomic_path(path):
             os.close(handle)
         os.replace(tmp_path, path)
         _fsync_folder(folder)
-    except OSError as error:
-        raise OSError(error.errno, error.strerror, path) from None
+    except OSError as error:  # name the destination; keep the reason (some writers raise without strerror)
+        raise OSError(error.errno, error.strerror or _first_line(error), path) from None
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def atomic_torch_save(obj, path):

@@ -1,4 +1,6 @@
 """uint8 frames -> looping GIF or H.264 MP4, both written atomically."""
+import errno
+
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
@@ -24,4 +26,10 @@ def write_mp4(frames, path, fps=ANIMATION_FPS):
         writer.send(None)  # start the encoder
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
-        writer.close()
+        writer.close()  # does not report ffmpeg's exit status: count what the file holds instead
+        try:
+            written, _ = imageio_ffmpeg.count_frames_and_secs(tmp_path)
+        except RuntimeError:
+            written = 0
+        if written != len(frames):
+            raise OSError(errno.EIO, f'ffmpeg wrote {written} of {len(frames)} frames', path)
