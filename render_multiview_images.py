@@ -62,6 +62,7 @@ from utils.seeds import latent_for_seed, parse_seeds
 from utils.video import ANIMATION_FPS, write_gif, write_mp4
 from utils.watermark import apply_watermark, make_watermark
 
+DEFAULT_SEEDS = '0-19'             # --seeds without --latent (released)
 DEPTH_LEVELS = 255                # 8-bit depth frames: nearest depth -> 255
 MIN_DEPTH_SPAN = 1e-12            # guards the normalisation when all depths are equal
 
@@ -162,7 +163,8 @@ def parse_args(argv=None):
     add_generator_arguments(parser, 'pretrained_models/FFHQ_default/generator.pth')
     parser.add_argument('--output_dir', default='experiments/FFHQ_default/multiview_imgs',
                         help='folder for the frames, GIFs and videos (created if needed)')
-    parser.add_argument('--seeds', default='0-19', help="seeds to render: '0-19', '0,5,9' or '3'")
+    parser.add_argument('--seeds', default=None,
+                        help=f"seeds to render: '0-19', '0,5,9' or '3' (default: {DEFAULT_SEEDS})")
     parser.add_argument('--latent', default=None,
                         help='inversion.pt of invert.py: render that subject instead of --seeds (its stored config '
                              'and fine-tuned weights, if any; --generator_file is the base model)')
@@ -207,7 +209,9 @@ def run(args):
         raise ValueError(f'--yaw_amplitude must be in [0, pi] radians, got {args.yaw_amplitude}')
     if args.latent is not None and args.config is not None:
         raise ValueError('--latent renders with the config stored in it; drop --config')
-    seeds = parse_seeds(args.seeds) if args.latent is None else []
+    if args.latent is not None and args.seeds is not None:
+        raise ValueError('--latent renders the inverted subject instead of seeds; drop --seeds')
+    seeds = parse_seeds(args.seeds or DEFAULT_SEEDS) if args.latent is None else []
     check_writable_folder(args.output_dir)
     device = resolve_device(args.device)
 

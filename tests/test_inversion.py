@@ -340,7 +340,8 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: not a folder: {tmp_path / 'taken'}"
     for argv, expected in ((['--latent', str(tmp_path / 'ok.png')], 'as an inversion file'),
                            (['--latent', str(tmp_path / 'missing.pt')], 'not found'),
-                           (['--latent', str(tmp_path / 'ok.png'), '--config', 'SYNTHETIC_demo'], 'drop --config')):
+                           (['--latent', str(tmp_path / 'ok.png'), '--config', 'SYNTHETIC_demo'], 'drop --config'),
+                           (['--latent', str(tmp_path / 'ok.png'), '--seeds', '1'], 'drop --seeds')):
         assert render_script.main(['--generator_file', DEMO_MODEL, '--output_dir', str(out)] + argv) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith('error: ') and expected in err and '\n' not in err, (argv, err)
