@@ -124,8 +124,9 @@ def run(args, config, device, precision, output_dir, options):
             sample_interval=args.sample_interval, model_save_interval=args.model_save_interval,
             log_interval=args.log_interval, seed=args.seed, precision=precision,
             num_workers=args.num_workers, run_options=options)
-    except cli.UserError as error:
-        distributed.print0(f"error: {cli.one_line(error)}", file=sys.stderr)
+    except (cli.UserError, OSError) as error:  # every rank reports its own (a bad image reaches one rank only)
+        where = f' (rank {distributed.get_rank()})' if distributed.get_world_size() > 1 else ''
+        print(f"error{where}: {cli.one_line(error)}", file=sys.stderr, flush=True)
         return cli.EXIT_ERROR
     except TrainingInterrupted as interruption:
         distributed.print0(f"{interruption} {output_dir}", file=sys.stderr)

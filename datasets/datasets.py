@@ -149,7 +149,7 @@ class PosedImageDataset(Dataset):
         try:
             with Image.open(path) as image:
                 image = image.convert('RGB')  # decodes the whole file; an alpha channel is dropped
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # PIL: bad chunks -> SyntaxError
             raise DatasetError(f"cannot read image '{path}' ({error}); replace or delete the file") from error
         image = image.resize((self.img_size, self.img_size), Image.Resampling.LANCZOS)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]

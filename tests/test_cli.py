@@ -43,3 +43,19 @@ def test_device_names_are_checked(monkeypatch):
     assert resolve_device('cuda:0') == torch.device('cuda', 0)
     with pytest.raises(ValueError, match=r"'cuda:3' requested but only 1 CUDA device\(s\) are visible; use cuda:0 to cuda:0"):
         resolve_device('cuda:3')
+
+
+class _UnreadableImages(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        raise cli.UserError(f"cannot read image '{index:06d}.png' (truncated); remove it or re-run the preprocessing")
+
+
+def test_errors_of_dataloader_workers_keep_their_message():
+    loader = torch.utils.data.DataLoader(_UnreadableImages(), num_workers=1)
+    with pytest.raises(cli.UserError) as info:
+        next(iter(loader))
+    assert str(info.value).startswith('Caught UserError in DataLoader worker process 0.')  # what torch re-raises
+    assert cli.one_line(info.value) == "cannot read image '000000.png' (truncated); remove it or re-run the preprocessing"

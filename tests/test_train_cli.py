@@ -182,6 +182,21 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
     assert 'Traceback' not in result.stderr + result.stdout
 
 
+def test_a_broken_image_met_by_a_loader_worker_is_one_line_naming_it(tmp_path):
+    data = write_tiny_dataset(str(tmp_path / 'data'))
+    broken = os.path.join(data, '03.png')
+    with open(broken, 'rb') as handle:
+        head = handle.read(60)  # the PNG header and the start of IHDR: cut off mid-download
+    with open(broken, 'wb') as handle:
+        handle.write(head)
+    result = run_train('--config', 'TINY_test', '--data_dir', data, '--output_dir', str(tmp_path / 'out'),
+                       '--num_workers', '1', '--max_steps', '4', check=False)
+    lines = [line for line in result.stderr.splitlines() if line.strip().startswith('error')]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith(f"error: cannot read image '{broken}'") and 'replace or delete the file' in lines[0]
+    assert 'Traceback' not in result.stderr
+
+
 def test_checkpoint_from_another_config_is_one_clear_line(data_dir, uninterrupted, tmp_path):
     result = run_train('--config', 'SYNTHETIC_demo', '--set', 'global.batch_size=2', '--data_dir', data_dir,
                        '--output_dir', str(tmp_path / 'out'), '--load_dir', uninterrupted, check=False)

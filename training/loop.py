@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import time
+import traceback
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -185,6 +186,7 @@ def training_loop(
     nonfinite_in_a_row = 0
     done = step >= total_steps or epoch >= n_epochs
     stop_signal, saved = 0, False  # the stop signal all ranks agreed on (0: none)
+    batches = None  # the loader's iterator: its worker processes live as long as it does
     try:
         with StopRequest() as stop_request:
             while not done:
@@ -246,7 +248,14 @@ def training_loop(
                         save(step, epoch, batch_in_epoch)
                         done = True
                 done = done or bool(stop_signal)
+    except BaseException as error:
+        # An error of a loader worker is re-raised from frames that hold the iterator (and the
+        # error itself: a cycle). Clear them so the workers stop now; left to the exit, they would
+        # wait forever, since workers ignore the SIGTERM an exiting process sends its helpers.
+        traceback.clear_frames(error.__traceback__)
+        raise
     finally:
+        batches = None
         progress.close()
 
     if stop_signal:

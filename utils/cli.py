@@ -15,6 +15,7 @@ DEVICE_HELP = "'auto' (default: cuda > mps > cpu), 'cpu', 'cuda', 'cuda:N' or 'm
 EXIT_ERROR = 1   # a problem found while running
 EXIT_USAGE = 2   # a bad command line (argparse's code)
 EXIT_SIGNAL_BASE = 128  # stopped by signal N: exit code 128 + N (the shell's convention)
+WORKER_ERROR_START, WORKER_ERROR_MARK = 'Caught ', ' in DataLoader worker process '  # torch's re-raised text
 
 
 class UserError(RuntimeError):
@@ -37,11 +38,22 @@ def add_device_argument(parser):
 
 
 def one_line(error):
-    """The message of `error` as one line; OSErrors become '<reason>: <path>'."""
+    """The message of `error` as one line; OSErrors become '<reason>: <path>'.
+
+    torch's DataLoader re-raises an error of a worker process as the same class with the text
+    "Caught <Class> in DataLoader worker process <n>.", the worker's traceback, and last the
+    line "<module>.<Class>: <message>"; that message is what is returned for such errors.
+    """
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror.lower()}: {error.filename}" if error.filename else error.strerror.lower()
     text = str(error.args[0]) if error.args else ''
-    return text.splitlines()[0] if text.strip() else type(error).__name__
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if len(lines) > 1 and lines[0].startswith(WORKER_ERROR_START) and WORKER_ERROR_MARK in lines[0]:
+        qualified_class, separator, message = lines[-1].partition(': ')
+        return message if separator and qualified_class.endswith(type(error).__name__) else lines[-1]
+    return lines[0]
 
 
 def run_script(function, *args, **kwargs):
