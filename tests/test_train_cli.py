@@ -156,6 +156,20 @@ def test_resume_with_loader_workers_continues_exactly(data_dir, tmp_path):
                 load(os.path.join(reference_dir, 'checkpoints', name)))
 
 
+def test_resume_on_data_that_shrank_starts_the_next_epoch(tmp_path):
+    data = write_tiny_dataset(str(tmp_path / 'data'))  # 6 images, batch 2: 3 batches per epoch
+    output_dir = str(tmp_path / 'run')
+    run_train(*common(data, output_dir), '--max_steps', '2')  # stops 2 batches into epoch 0
+    for name in ('02', '03', '04', '05'):
+        os.remove(os.path.join(data, f'{name}.png'))
+        os.remove(os.path.join(data, 'poses', f'{name}_extrinsics.npy'))
+    result = run_train(*common(data, output_dir), '--max_steps', '4', '--load_dir', output_dir, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'the checkpoint was 2 batches into epoch 0, but the data now makes 1 per epoch; continuing with epoch 1' \
+        in result.stdout
+    assert load(os.path.join(output_dir, 'checkpoints', 'step_0000004.pt'))['epoch'] == 2  # epochs 1 and 2: one batch each
+
+
 def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path):
     output_dir = str(tmp_path / 'dry')
     result = run_train('--config', 'TINY_test', '--output_dir', output_dir, '--dry_run',

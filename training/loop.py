@@ -133,6 +133,10 @@ def training_loop(
                                f"random draws are reseeded, so the run will not repeat bit for bit")
             torch.manual_seed((seed + step) * world_size + rank)
             rng_state = None
+        if batch_in_epoch > len(loader):  # fewer images than when the checkpoint was written
+            distributed.print0(f"note: the checkpoint was {batch_in_epoch} batches into epoch {epoch}, but the data "
+                               f"now makes {len(loader)} per epoch; continuing with epoch {epoch + 1}")
+            epoch, batch_in_epoch = epoch + 1, 0
         if set_step is not None:
             step = set_step
 
