@@ -50,7 +50,8 @@ def parse_args(argv=None):
     group.add_argument('--output_dir', default=None,
                        help='run folder (default: --load_dir when resuming, else runs/<config>)')
     group.add_argument('--load_dir', default=None,
-                       help='resume from the newest complete checkpoint in this run folder')
+                       help='resume from the newest complete checkpoint in this run folder (or from this '
+                            'step_*.pt file)')
     group.add_argument('--set_step', type=int, default=None, help='override the step counter after resuming (>= 0)')
     group = parser.add_argument_group('how long, how often')
     group.add_argument('--n_epochs', type=int, default=3000, help='stop after this many epochs (default: %(default)s)')
@@ -104,13 +105,28 @@ def resolve_settings(args):
     precision = args.precision
     if precision == 'auto':
         precision = 'fp16' if device.type == 'cuda' else 'fp32'
-    output_dir = args.output_dir or args.load_dir or os.path.join('runs', args.config)
+    load_run = run_folder_of(args.load_dir) if args.load_dir is not None else None
+    output_dir = args.output_dir or load_run or os.path.join('runs', args.config)
     check_writable_folder(output_dir)
-    resuming_here = args.load_dir is not None and os.path.abspath(args.load_dir) == os.path.abspath(output_dir)
-    if list_checkpoints(os.path.join(output_dir, CHECKPOINT_FOLDER)) and not resuming_here:
+    saved = list_checkpoints(os.path.join(output_dir, CHECKPOINT_FOLDER))
+    resuming_here = load_run is not None and os.path.abspath(output_dir) == load_run
+    if saved and not resuming_here:
         raise ValueError(f"'{output_dir}' already holds checkpoints of a run; resume it with --load_dir {output_dir}, "
                          f"or choose another --output_dir")
+    newest = saved[-1][1] if saved else None
+    if resuming_here and os.path.isfile(args.load_dir) and os.path.abspath(args.load_dir) != os.path.abspath(newest):
+        raise ValueError(f"'{args.load_dir}' is older than the newest checkpoint of its run ({newest}); continuing "
+                         f"the run from it would mix two histories: add --output_dir <new run folder>")
     return config, device, precision, output_dir
+
+
+def run_folder_of(load_dir):
+    """Absolute path of the run that --load_dir names: a run folder, its checkpoints/ folder or
+    one checkpoint file in it."""
+    path = os.path.abspath(load_dir)
+    if os.path.isfile(path):
+        path = os.path.dirname(path)
+    return os.path.dirname(path) if os.path.basename(path) == CHECKPOINT_FOLDER else path
 
 
 def run(args, config, device, precision, output_dir, options):

@@ -260,6 +260,23 @@ def test_failed_resume_leaves_the_run_folder_untouched(data_dir, uninterrupted, 
     assert after == before  # config.json and args.json included
 
 
+def test_load_dir_may_name_a_checkpoint_file_of_the_run(data_dir, uninterrupted, tmp_path):
+    run = tmp_path / 'run'
+    shutil.copytree(uninterrupted, run)
+    before = {path: path.read_bytes() for path in run.rglob('*') if path.is_file()}
+    older = run / 'checkpoints' / 'step_0000004.pt'
+    result = run_train(*common(data_dir, str(run)), '--max_steps', '6', '--load_dir', str(older), check=False)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"'{older}' is older than the newest checkpoint of its run" in result.stderr and 'Traceback' not in result.stderr
+    assert {path: path.read_bytes() for path in run.rglob('*') if path.is_file()} == before
+
+    newest = run / 'checkpoints' / f'step_{STEPS:07d}.pt'  # no --output_dir: the run that holds it
+    result = run_train('--config', 'TINY_test', '--data_dir', data_dir, '--num_workers', '0', '--max_steps', '6',
+                       '--load_dir', str(newest))
+    assert f"resumed from {newest} at step {STEPS}" in result.stdout
+    assert (run / 'checkpoints' / 'step_0000006.pt').is_file()
+
+
 def test_fresh_run_into_a_folder_with_checkpoints_is_refused(uninterrupted, capsys):
     import train
     before = sorted(os.listdir(os.path.join(uninterrupted, 'checkpoints')))
