@@ -1,4 +1,4 @@
-"""tools.contact_sheet: rows of seeds, evenly spaced frames, clear error without frames."""
+"""tools.contact_sheet: rows of seeds, evenly spaced frames, clear errors for missing or mismatched frames."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -33,3 +33,13 @@ def test_first_frames_limits_the_span(tmp_path):
 def test_missing_frames_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match='no grid_3_<i>.png frames'):
         contact_sheet.contact_sheet(tmp_path, [3], columns=2)
+
+
+def test_too_few_frames_or_mixed_sizes_are_clear_errors(tmp_path):
+    write_frames(tmp_path, 0, 2)
+    with pytest.raises(ValueError, match="seed 0 has 2 frame\\(s\\) .* fewer than the 6 columns asked for; lower --columns"):
+        contact_sheet.contact_sheet(tmp_path, [0], columns=6)
+    assert np.asarray(contact_sheet.contact_sheet(tmp_path, [0], columns=2)).shape == (4, 10, 3)
+    write_frames(tmp_path, 1, 2, size=8)
+    with pytest.raises(ValueError, match='frames of seed 1 are 8x8 px, those of seed 0 4x4; re-render'):
+        contact_sheet.contact_sheet(tmp_path, [0, 1], columns=2)

@@ -40,9 +40,17 @@ def contact_sheet(frames_dir, seeds, columns, first_frames=None):
     rows = []
     for seed in seeds:
         paths = frame_paths(frames_dir, seed)[:first_frames]
-        picks = [paths[round(c * len(paths) / columns)] for c in range(columns)]
+        if len(paths) < columns:
+            raise ValueError(f"seed {seed} has {len(paths)} frame(s) in '{frames_dir}', fewer than the {columns} "
+                             f"columns asked for; lower --columns (or render more frames)")
+        picks = [paths[min(round(c * len(paths) / columns), len(paths) - 1)] for c in range(columns)]
         rows.append([Image.open(path).convert('RGB') for path in picks])
     tile_w, tile_h = rows[0][0].size
+    for seed, row in zip(seeds, rows):
+        sizes = {tile.size for tile in row}
+        if sizes != {(tile_w, tile_h)}:
+            raise ValueError(f"frames of seed {seed} are {' and '.join(f'{w}x{h}' for w, h in sorted(sizes))} px, those "
+                             f"of seed {seeds[0]} {tile_w}x{tile_h}; re-render them at one --img_size")
     sheet = Image.new('RGB', (columns * (tile_w + GAP) - GAP, len(rows) * (tile_h + GAP) - GAP), 'white')
     for r, row in enumerate(rows):
         for c, tile in enumerate(row):
