@@ -34,6 +34,7 @@ from geometry.fusion import MIN_RESOLUTION as MIN_MESH_RESOLUTION
 from inversion.storage import load_inversion
 from utils import cli
 from utils.device import resolve_device
+from utils.files import check_writable_folder
 
 MAX_PORT = 65535
 IDLE_SECONDS = 1.0  # the main thread's sleep while the server threads work
@@ -80,6 +81,7 @@ def check_args(args):
         raise ValueError(f'--mesh_resolution must be >= {MIN_MESH_RESOLUTION}, got {args.mesh_resolution}')
     if args.latent is not None and args.config is not None:
         raise cli.UserError('--latent shows the subject with the config stored in it; drop --config')
+    check_writable_folder(args.output_dir)  # the save buttons write there
 
 
 def load_subject(args, device):

@@ -25,6 +25,7 @@ from geometry.extraction import (
     fusion_cameras,
 )
 from geometry.trajectories import camera_family
+from utils import cli
 from utils.images import write_png
 from utils.video import ANIMATION_FPS, write_mp4
 
@@ -223,8 +224,8 @@ class ViewerApp:
         button.disabled = True
         try:
             action(session)
-        except (OSError, ValueError) as error:
-            event.client.add_notification('error', str(error).splitlines()[0], color='red',
+        except (cli.UserError, OSError, ValueError) as error:
+            event.client.add_notification('error', cli.one_line(error), color='red',
                                           auto_close_seconds=NOTE_SECONDS)
         finally:
             button.disabled = False

@@ -282,6 +282,13 @@ def test_cli_bad_values_are_one_line_errors(extra, message, capsys):
     assert error.startswith('error: ') and message in error and error.count('\n') == 1
 
 
+def test_cli_unusable_output_dir_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / 'taken').write_text('x')
+    assert viewer.main(['--generator_file', DEMO_MODEL, '--output_dir', str(tmp_path / 'taken' / 'out')]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith('error: not a folder: ') and error.count('\n') == 1
+
+
 def test_cli_missing_generator_file(tmp_path, capsys):
     assert viewer.main(['--generator_file', str(tmp_path / 'missing.pt')]) == 1
     assert 'not found' in capsys.readouterr().err
