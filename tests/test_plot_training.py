@@ -1,4 +1,4 @@
-"""tools.plot_training: reads stats.jsonl, writes a PNG, fails clearly without records."""
+"""tools.plot_training: reads stats.jsonl, writes a PNG, fails clearly without records or on damaged ones."""
 import json
 
 import pytest
@@ -40,3 +40,16 @@ def test_panels_without_data_are_left_out(tmp_path):
     assert titles == ['GAN losses', 'R1 penalty (weighted)']
     only_gan = plot_training.plot([{'step': 50, 'loss/G': 1.0}], str(tmp_path / 'one.png'))
     assert only_gan == ['GAN losses'] and (tmp_path / 'one.png').stat().st_size > 0
+
+
+def test_an_unfinished_last_line_is_skipped_and_a_damaged_one_is_a_clear_error(tmp_path, capsys):
+    stats = tmp_path / 'stats.jsonl'
+    stats.write_text('{"step": 50, "loss/G": 1.0}\n{"step": 100, "loss/G": 2.0}\n{"step": 150, "lo')
+    assert [r['step'] for r in plot_training.read_stats(tmp_path)] == [50, 100]
+    assert 'skipped the unfinished last line' in capsys.readouterr().out
+    stats.write_text('{"step": 50, "loss/G": 1.0}\n{"step": 1\n{"step": 150, "loss/G": 2.0}\n')
+    with pytest.raises(ValueError, match="line 2 of '.*stats.jsonl' is not a JSON record"):
+        plot_training.read_stats(tmp_path)
+    stats.write_text('{"step": 50, "loss/G": 1.0}\n[1, 2]\n')
+    with pytest.raises(ValueError, match="line 2 of '.*stats.jsonl' is not a training record"):
+        plot_training.read_stats(tmp_path)

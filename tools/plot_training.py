@@ -34,7 +34,21 @@ def read_stats(run_dir):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"'{path}' not found; pass the --output_dir of a training run")
     with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
+        lines = [(number, line) for number, line in enumerate(handle, 1) if line.strip()]
+    records = []
+    for number, line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == lines[-1][0]:  # the run is writing it, or was stopped while it did
+                print(f"note: skipped the unfinished last line of '{path}'")
+                continue
+            raise ValueError(f"line {number} of '{path}' is not a JSON record ({error}); "
+                             f"delete that line and plot again") from error
+        if not isinstance(record, dict) or not isinstance(record.get('step'), int):
+            raise ValueError(f"line {number} of '{path}' is not a training record (no integer 'step'); "
+                             f"delete that line and plot again")
+        records.append(record)
     if not records:
         raise ValueError(f"'{path}' has no records yet; train for at least --log_interval steps")
     by_step = {record['step']: record for record in records}
