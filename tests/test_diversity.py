@@ -68,3 +68,10 @@ def test_tool_needs_a_background_colour_for_configs_without_white(tmp_path, caps
     with pytest.raises(ValueError, match='--background'):
         diversity.background_colour(configs.get_config('FFHQ_default'), None)
     assert diversity.background_colour(configs.get_config('FFHQ_default'), [0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+
+
+def test_unusable_output_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    (tmp_path / 'taken').write_text('x')
+    assert diversity.main(['--generator_file', f'{ROOT}/demo/synthetic_demo.pt', '--config', 'SYNTHETIC_demo',
+                           '--num_images', '10', '--output', str(tmp_path / 'taken' / 'diversity.json')]) == 1
+    assert capsys.readouterr().err == f"error: not a folder: {tmp_path / 'taken'}\n"

@@ -55,3 +55,8 @@ def test_too_few_images_is_a_one_line_error_before_any_work(cars_with_copies, tm
     assert not output.exists()
     assert fid_floor.main(['--data_dir', str(cars_with_copies), '--splits', '1']) == 1
     assert '--splits and --num_images must both be at least 2' in capsys.readouterr().err
+
+
+def test_unusable_output_is_a_one_line_error_before_any_work(cars_with_copies, tmp_path, capsys):
+    assert fid_floor.main(['--data_dir', str(cars_with_copies), '--num_images', '2', '--output', str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f'error: is a folder, not a file name: {tmp_path}\n'

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from utils import cli
-from utils.files import (TEMPORARY_PREFIX, atomic_path, atomic_torch_save, atomic_write_text, check_writable_folder,
-                         remove_stale_temporaries)
+from utils.files import (TEMPORARY_PREFIX, atomic_path, atomic_torch_save, atomic_write_text, check_writable_file,
+                         check_writable_folder, remove_stale_temporaries)
 from utils.video import write_mp4
 
 
@@ -71,6 +71,17 @@ def test_unusable_folders_are_found_before_writing(tmp_path):
         check_writable_folder(tmp_path / 'file' / 'run')
     assert cli.one_line(info.value) == f"not a folder: {tmp_path / 'file'}"
     check_writable_folder(tmp_path / 'new' / 'run')  # may be created later
+    assert not (tmp_path / 'new').exists()
+
+
+def test_writable_file_checks_its_folder_and_refuses_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError) as info:
+        check_writable_file(tmp_path)
+    assert cli.one_line(info.value) == f"is a folder, not a file name: {tmp_path}"
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(NotADirectoryError):
+        check_writable_file(tmp_path / 'file' / 'out.json')
+    check_writable_file(tmp_path / 'new' / 'out.json')
     assert not (tmp_path / 'new').exists()
 
 

@@ -24,7 +24,7 @@ from generators import cameras
 from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, image_statistics, summarize
 from utils import cli
 from utils.device import resolve_device
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, check_writable_file
 from utils.seeds import latent_for_seed
 
 WHITE = (1.0, 1.0, 1.0)
@@ -95,6 +95,8 @@ def run(args):
     if args.num_images <= NUM_POSE_FEATURES or args.batch_size < 1:
         raise ValueError(f'--num_images must be > {NUM_POSE_FEATURES} (the pose fit has {NUM_POSE_FEATURES} terms) '
                          f'and --batch_size >= 1')
+    if args.output:
+        check_writable_file(args.output)
     device = resolve_device(args.device)
     generator, config = load_generator(args.generator_file, args.config, device, use_ema=True, log=print)
     background = background_colour(config, args.background)

@@ -30,7 +30,7 @@ from metrics.fid import (
 from metrics.inception import resolve_feature_source
 from utils import cli
 from utils.device import resolve_device
-from utils.files import atomic_write_text
+from utils.files import atomic_write_text, check_writable_file
 from utils.images import to_uint8
 
 BACKEND = 'torch-fidelity'   # the extractor fid_evaluation.py uses for FID (its default) and KID
@@ -66,6 +66,8 @@ def real_features(network, dataset, count, device):
 def run(args):
     if args.splits < 2 or args.num_images < 2:
         raise ValueError(f'--splits and --num_images must both be at least 2 (got {args.splits} and {args.num_images})')
+    if args.output:
+        check_writable_file(args.output)
     config = configs.get_config(args.config)
     dataset = build_dataset(config, args.data_dir)
     needed = args.splits * args.num_images

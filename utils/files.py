@@ -48,6 +48,14 @@ def check_writable_folder(folder):
         raise PermissionError(13, 'folder is not writable', probe)
 
 
+def check_writable_file(path):
+    """Raise OSError (one line) unless a file can be written at `path` (its folder may not exist
+    yet). Creates nothing: call it before long work so an unusable --output fails at once."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, 'is a folder, not a file name', os.fspath(path))
+    check_writable_folder(os.path.dirname(os.path.abspath(os.fspath(path))))
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; on success it is synced and renamed onto `path`."""
