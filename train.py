@@ -3,7 +3,8 @@
 Launch commands:
 
     # CPU, or one GPU (on a box with several GPUs this spawns one process per visible GPU;
-    # choose them with CUDA_VISIBLE_DEVICES=0,1 and the rendezvous port with --port):
+    # choose them with CUDA_VISIBLE_DEVICES=0,1 and the rendezvous port with --port, or train
+    # on one of them alone with --device cuda:N):
     python train.py --config SYNTHETIC_demo --output_dir runs/demo
 
     # one node, 8 GPUs:
@@ -102,6 +103,10 @@ def resolve_settings(args):
     if not 0 < args.timeout_minutes < float('inf'):
         raise ValueError(f"--timeout_minutes must be a positive number, got {args.timeout_minutes}")
     device = resolve_device(args.device)
+    ranks = int(os.environ.get('WORLD_SIZE', '1'))
+    if device.type == 'cuda' and device.index is not None and ranks > 1:
+        raise ValueError(f"--device {device} names one GPU, but {ranks} ranks run; use --device cuda "
+                         f"(each rank takes cuda:LOCAL_RANK)")
     precision = args.precision
     if precision == 'auto':
         precision = 'fp16' if device.type == 'cuda' else 'fp32'

@@ -102,3 +102,22 @@ def test_a_stop_signal_to_the_spawning_process_reaches_every_rank_once(tmp_path)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert [(tmp_path / f'rank{rank}').read_text() for rank in (0, 1)] == [str(int(signal.SIGTERM))] * 2
+
+
+def test_one_named_gpu_runs_in_this_process_and_stays_that_gpu(monkeypatch):
+    # A box with two GPUs: 'cuda' would spawn one rank per GPU, 'cuda:1' trains on GPU 1 alone.
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    spawned = []
+    monkeypatch.setattr(distributed, 'spawn_ranks', lambda worker, world_size, port, *args: spawned.append(world_size))
+    assert distributed.launch(lambda: 7, torch.device('cuda', 1), 12355) == 7
+    assert spawned == []
+    distributed.launch(lambda: 0, torch.device('cuda'), 12355)
+    assert spawned == [2]
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, 'set_device', chosen.append)
+    assert distributed.init(torch.device('cuda', 1)) == torch.device('cuda', 1)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    assert distributed.init(torch.device('cuda')) == torch.device('cuda', 0)
+    assert chosen == [torch.device('cuda', 1), torch.device('cuda', 0)]

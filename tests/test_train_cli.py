@@ -242,6 +242,15 @@ def test_bad_settings_fail_at_once_in_one_line(args, message, tmp_path, capsys):
     assert not output_dir.exists()
 
 
+def test_one_named_gpu_under_several_ranks_fails_at_once(tmp_path, capsys, monkeypatch):
+    import train
+    monkeypatch.setattr(train, 'resolve_device', lambda name: torch.device(name))  # as if the GPUs were there
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    assert train.main(['--config', 'TINY_test', '--output_dir', str(tmp_path / 'out'), '--device', 'cuda:1']) == 1
+    assert capsys.readouterr().err == ('error: --device cuda:1 names one GPU, but 2 ranks run; use --device cuda '
+                                       '(each rank takes cuda:LOCAL_RANK)\n')
+
+
 def test_output_dir_that_is_a_file_fails_at_once(tmp_path, capsys):
     import train
     (tmp_path / 'taken').write_text('x')

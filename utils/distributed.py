@@ -52,10 +52,11 @@ def _timeout_named(function):
 def launch(worker, device, port, *args):
     """Run `worker(*args)` once per process: spawned per GPU on a multi-GPU box, else in-process.
 
-    Under torchrun (WORLD_SIZE set) or with fewer than two visible GPUs this just calls worker.
-    `worker` returns an exit code; the result is 0 if every process succeeded.
+    Under torchrun (WORLD_SIZE set), for one named GPU ('cuda:N') or with fewer than two visible
+    GPUs this just calls worker. `worker` returns an exit code; the result is 0 if every process
+    succeeded.
     """
-    num_gpus = torch.cuda.device_count() if device.type == 'cuda' else 0
+    num_gpus = torch.cuda.device_count() if device.type == 'cuda' and device.index is None else 0
     if 'WORLD_SIZE' in os.environ or num_gpus < 2:
         return worker(*args)
     return spawn_ranks(worker, num_gpus, port, *args)
@@ -96,13 +97,15 @@ def init(device, timeout_minutes=DEFAULT_TIMEOUT_MINUTES):
     """Join the process group described by the environment (if any); return this rank's device.
 
     Args:
-        device: torch.device from resolve_device; 'cuda' becomes cuda:LOCAL_RANK.
+        device: torch.device from resolve_device; 'cuda' becomes cuda:LOCAL_RANK, 'cuda:N' (one
+            process only) stays.
         timeout_minutes: how long any collective waits for the other ranks.
     """
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     if device.type == 'cuda':
-        device = torch.device('cuda', local_rank)
+        if device.index is None:
+            device = torch.device('cuda', local_rank)
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
