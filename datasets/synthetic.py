@@ -343,6 +343,15 @@ def example_paths(output_dir, name):
     }
 
 
+def count_examples_from(output_dir, first_index):
+    """Number of example images <index>.png in `output_dir` with index >= first_index."""
+    if not os.path.isdir(output_dir):
+        return 0
+    names = (os.path.splitext(name) for name in os.listdir(output_dir))
+    return sum(1 for stem, extension in names
+               if extension == '.png' and len(stem) == 6 and stem.isdigit() and int(stem) >= first_index)
+
+
 def _write_example(index, output_dir, seed, img_size, poses, overwrite):
     """Render and write one example; returns True if written, False if it already existed."""
     paths = example_paths(output_dir, f'{index:06d}')
@@ -374,18 +383,24 @@ def render_synthetic_dataset(output_dir, num_images=10000, img_size=64, seed=0, 
     """Write the synthetic dataset to `output_dir` (training layout of CARLA plus depth/ and masks/).
 
     Examples already on disk are kept unless `overwrite`. A folder made with another img_size,
-    seed or pose distribution is refused (mixing them would corrupt the set).
+    seed or pose distribution is refused (mixing them would corrupt the set), and so is
+    overwriting it with fewer examples than it holds (its last ones would stay from the old set).
     Returns:
         (written, already_done) counts.
     """
     info_path = os.path.join(output_dir, 'synthetic_info.json')
-    if os.path.exists(info_path) and not overwrite:
+    old = None
+    if os.path.exists(info_path):
         with open(info_path) as handle:
             old = json.load(handle)
-        if (old.get('img_size'), old.get('seed'), old.get('poses')) != (img_size, seed, dict(poses)):
-            raise ValueError(
-                f"'{output_dir}' holds a synthetic set with img_size={old.get('img_size')}, "
-                f"seed={old.get('seed')}, poses={old.get('poses')}; pass --overwrite or choose another --output_dir")
+    same_set = old is not None and (old.get('img_size'), old.get('seed'), old.get('poses')) == (img_size, seed, dict(poses))
+    if old is not None and not same_set and not overwrite:
+        raise ValueError(
+            f"'{output_dir}' holds a synthetic set with img_size={old.get('img_size')}, "
+            f"seed={old.get('seed')}, poses={old.get('poses')}; pass --overwrite or choose another --output_dir")
+    if overwrite and not same_set and (beyond := count_examples_from(output_dir, num_images)):
+        raise ValueError(f"'{output_dir}' holds {beyond} more examples of another set than --num_images {num_images} "
+                         f"replaces; they would stay mixed in: delete the folder or choose another --output_dir")
     os.makedirs(output_dir, exist_ok=True)
     atomic_write_text(json.dumps(dataset_info(num_images, img_size, seed, poses), indent=2) + '\n', info_path)
 

@@ -198,6 +198,13 @@ def test_rerun_skips_and_parallel_matches(tmp_path):
                                               progress=False) == (6, 0)
     with pytest.raises(ValueError, match='img_size=16'):
         synthetic.render_synthetic_dataset(str(serial), 6, 32, seed=2, workers=1, progress=False)
+    # Overwriting with another seed but fewer examples would leave the old 000004-000005 mixed in.
+    with pytest.raises(ValueError, match='holds 2 more examples of another set than --num_images 4 replaces'):
+        synthetic.render_synthetic_dataset(str(serial), 4, 16, seed=3, workers=1, overwrite=True, progress=False)
+    assert synthetic.render_synthetic_dataset(str(serial), 6, 16, seed=3, workers=1, overwrite=True,
+                                              progress=False) == (6, 0)
+    assert synthetic.render_synthetic_dataset(str(serial), 4, 16, seed=3, workers=1, overwrite=True,
+                                              progress=False) == (4, 0)  # the same set: no mixing
 
 
 def test_command_line(tmp_path):
