@@ -330,6 +330,13 @@ def render_example(index, seed, img_size, poses=CARLA_POSES):
     return rgb, depth, mask, to_carla_extrinsics(cam2world)
 
 
+def render_car_views(index, seed, camera_positions, img_size):
+    """RGB views [V, N, N, 3] in [0, 1] of the car of image `index` of the dataset made with `seed`,
+    seen from camera_positions [(phi, theta)] * V (e.g. to compare one car's colour across views)."""
+    parts = sample_car(np.random.default_rng([seed, index]))  # render_example's first draws
+    return np.stack([render_view(parts, camera_pos, img_size)[0] for camera_pos in camera_positions])
+
+
 # ------------------------------------------------------------------------------------------
 # Dataset writing.
 # ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Shape and colour diversity: silhouette and paint statistics, the pose residual, and the tool."""
+"""Shape and colour diversity: silhouette and paint statistics, the pose residual, colour over
+objects vs over views, and the tool."""
 import json
 import math
 
@@ -8,7 +9,7 @@ from helpers import ROOT
 
 import configs
 from datasets.synthetic import poses_from_config, render_synthetic_dataset
-from metrics.diversity import image_statistics, residual_std, summarize
+from metrics.diversity import hue_over_objects_and_views, image_statistics, residual_std, summarize
 from tools import diversity
 
 WHITE = (1.0, 1.0, 1.0)
@@ -46,6 +47,19 @@ def test_summary_leaves_out_empty_images():
     assert math.isnan(summary['area_residual_std'])  # 6 images with a silhouette: too few for 6 pose terms
 
 
+def test_hue_over_objects_and_views_tells_paint_from_camera():
+    paints = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0], [1.0, 1.0, 0.1]])  # 4 colours
+    canvas = torch.ones(4, 4, 3, 8, 8)  # [K objects, V views, 3, H, W], white
+    by_object, by_view = canvas.clone(), canvas.clone()
+    for k in range(4):
+        for v in range(4):
+            by_object[k, v, :, 2:6, 2:6] = paints[k, :, None, None]
+            by_view[k, v, :, 2:6, 2:6] = paints[v, :, None, None]
+    over_objects, over_views = hue_over_objects_and_views(by_object)
+    assert over_views < 1e-6 and over_objects > 0.3
+    assert hue_over_objects_and_views(by_view) == pytest.approx((over_views, over_objects))
+
+
 def test_tool_compares_the_demo_model_with_synthetic_cars(tmp_path):
     data = tmp_path / 'cars'
     render_synthetic_dataset(str(data), num_images=10, img_size=32, seed=3,
@@ -59,6 +73,9 @@ def test_tool_compares_the_demo_model_with_synthetic_cars(tmp_path):
         assert summary[side]['empty_images'] == 0
         assert 0.05 < summary[side]['area_mean'] < 0.6  # a car, not an empty or full frame
     assert all(math.isfinite(value) and value > 0 for value in summary['spread_ratio'].values())
+    # The data's paint belongs to each car: it hardly changes over the shared views.
+    assert summary['real']['hue_over_views'] < 0.3 * summary['real']['hue_over_objects']
+    assert math.isfinite(summary['generated']['hue_over_views'])
 
 
 def test_tool_needs_a_background_colour_for_configs_without_white(tmp_path, capsys):

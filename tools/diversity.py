@@ -9,26 +9,37 @@ config's size; for each side prints the mean and spread of the silhouette area, 
 aspect and the paint saturation, the hue spread, and the generated / real ratio of each spread
 (1 = as varied as the data; metrics/diversity.py says how each is measured). The background
 colour is white for configs that composite on white, else --background.
+
+It also renders VIEW_OBJECTS objects (seeds --seed + k) from the same VIEW_COUNT views (yaw evenly
+over the training range, mean pitch) and prints the hue spread over objects and over views: a
+generator that paints by camera angle shows colour variety in the hue spread above, but here its
+spread over views rivals its spread over objects. For the built-in synthetic data
+(synthetic_info.json in --data_dir) the real side renders the data's first cars the same way.
 """
 import utils.openmp  # noqa: F401, I001  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import json
 import math
 import os
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
-from datasets import build_dataset
+from datasets import build_dataset, synthetic
 from generators import cameras
-from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, image_statistics, summarize
+from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, hue_over_objects_and_views, image_statistics, summarize
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_write_text, check_writable_file
 from utils.seeds import latent_for_seed
 
 WHITE = (1.0, 1.0, 1.0)
-SPREADS = tuple(f'{name}{kind}' for name in STATISTICS for kind in ('_std', '_residual_std')) + ('hue_spread',)
+VIEW_OBJECTS = 16  # objects rendered from shared views (hue over objects vs over views)
+VIEW_COUNT = 8     # shared views per object
+SYNTHETIC_INFO = 'synthetic_info.json'  # written next to the built-in synthetic data
+SPREADS = (tuple(f'{name}{kind}' for name in STATISTICS for kind in ('_std', '_residual_std'))
+           + ('hue_spread', 'hue_over_objects'))
 
 
 def parse_args(argv=None):
@@ -71,6 +82,35 @@ def generated_images(generator, camera, num_images, seed, batch_size, device):
     return torch.cat(images), poses
 
 
+def shared_views(generator):
+    """VIEW_COUNT cameras [V, 2] = (phi, theta): yaw evenly over h_mean +- h_stddev, pitch v_mean."""
+    phi = torch.linspace(generator.h_mean - generator.h_stddev, generator.h_mean + generator.h_stddev, VIEW_COUNT)
+    return torch.stack([phi, torch.full_like(phi, generator.v_mean)], dim=1)
+
+
+@torch.no_grad()
+def generated_views(generator, camera, views, seed, device):
+    """Images [VIEW_OBJECTS, V, 3, N, N] in [0, 1]: object k (seed `seed + k`) from every view."""
+    objects = []
+    for index in tqdm(range(VIEW_OBJECTS), desc='generated views', unit='object'):
+        z = latent_for_seed(seed + index, generator.z_dim, device).expand(len(views), -1)
+        img, _ = generator(z, camera['fov'], camera['ray_start'], camera['ray_end'], camera_pos=views.to(device))
+        objects.append((img.float().cpu() * 0.5 + 0.5).clamp(0, 1))
+    return torch.stack(objects)
+
+
+def real_views(data_root, views, img_size):
+    """Images [VIEW_OBJECTS, V, 3, N, N] of the first cars of built-in synthetic data, rendered from
+    every view; None for other data (whose objects cannot be re-rendered)."""
+    info_path = os.path.join(data_root, SYNTHETIC_INFO)
+    if not os.path.isfile(info_path):
+        return None
+    with open(info_path) as handle:
+        seed = json.load(handle)['seed']
+    cars = [synthetic.render_car_views(index, seed, views.tolist(), img_size) for index in range(VIEW_OBJECTS)]
+    return torch.from_numpy(np.stack(cars)).permute(0, 1, 4, 2, 3)  # [K, V, N, N, 3] -> [K, V, 3, N, N]
+
+
 def real_images(dataset, num_images):
     """The first `num_images` dataset images [n, 3, N, N] in [0, 1] (not flipped) and their
     poses [n, 2] = (phi, theta)."""
@@ -109,6 +149,12 @@ def run(args):
              'real': real_images(dataset, args.num_images)}
     summary = {side: summarize(image_statistics(images, background), images, poses)
                for side, (images, poses) in sides.items()}
+    views = shared_views(generator)
+    view_images = {'generated': generated_views(generator, config['camera'], views, args.seed, device),
+                   'real': real_views(dataset.root, views, dataset.img_size)}
+    for side, images in view_images.items():
+        over = hue_over_objects_and_views(images) if images is not None else (math.nan, math.nan)
+        summary[side]['hue_over_objects'], summary[side]['hue_over_views'] = over
     summary['spread_ratio'] = {name: spread_ratio(summary['generated'][name], summary['real'][name])
                                for name in SPREADS}
     summary['num_images'] = args.num_images
