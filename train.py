@@ -118,8 +118,8 @@ def resolve_settings(args):
     if saved and not resuming_here:
         raise ValueError(f"'{output_dir}' already holds checkpoints of a run; resume it with --load_dir {output_dir}, "
                          f"or choose another --output_dir")
-    newest = saved[-1][1] if saved else None
-    if resuming_here and os.path.isfile(args.load_dir) and os.path.abspath(args.load_dir) != os.path.abspath(newest):
+    newest = os.path.abspath(saved[-1][1]) if saved else None
+    if resuming_here and newest and os.path.isfile(args.load_dir) and os.path.abspath(args.load_dir) != newest:
         raise ValueError(f"'{args.load_dir}' is older than the newest checkpoint of its run ({newest}); continuing "
                          f"the run from it would mix two histories: add --output_dir <new run folder>")
     return config, device, precision, output_dir
