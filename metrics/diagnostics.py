@@ -1,4 +1,4 @@
-"""Training diagnostics: numbers computed from snapshot renders that gauge mode and colour collapse."""
+"""Training diagnostics: numbers computed from renders that gauge mode and colour collapse."""
 import torch
 
 CHROMA_EPS = 1e-8   # added under the square root of a pixel's chroma magnitude (gradient at 0)
@@ -32,3 +32,19 @@ def mean_hue(img):
     chroma = img - img.mean(dim=1, keepdim=True)                                        # [B, C, H, W]
     magnitude = torch.sqrt(chroma.pow(2).sum(dim=1) + CHROMA_EPS)                # [B, H, W]
     return chroma.sum(dim=(2, 3)) / (magnitude.sum(dim=(1, 2)).unsqueeze(1) + HUE_EPS)  # [B, C]
+
+
+def hue_over_objects_and_views(images):
+    """Whether colour belongs to the object or to the camera.
+
+    Args:
+        images: [K, V, 3, H, W] (any value range): K objects, each seen from the same V views.
+    Returns:
+        (over_objects, over_views): the std of the mean hue (`mean_hue`) over the K
+        objects at one view, averaged over views and channels; and its std over the V views of one
+        object, averaged over objects and channels. Paint that belongs to the object gives
+        over_views much smaller than over_objects; paint that follows the camera, the reverse.
+    """
+    num_objects, num_views = images.shape[:2]
+    hue = mean_hue(images.flatten(0, 1).float()).view(num_objects, num_views, -1)  # [K, V, 3]
+    return hue.std(dim=0).mean().item(), hue.std(dim=1).mean().item()

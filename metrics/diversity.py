@@ -8,13 +8,13 @@ same pose distribution, the spreads tell whether a generator varies its objects 
 data does. Pose varies the silhouette too, so each statistic also gets a residual spread: the
 standard deviation left after a least-squares fit on the camera angles (quadratic in phi and
 theta), i.e. the part pose does not explain. A generator can also fake colour variety by painting
-by camera angle; `hue_over_objects_and_views` compares the two on objects seen from shared views.
+by camera angle; metrics/diagnostics.py's `hue_over_objects_and_views` compares the two.
 """
 import math
 
 import torch
 
-from metrics.diagnostics import hue_spread, mean_hue
+from metrics.diagnostics import hue_spread
 
 FOREGROUND_TOLERANCE = 0.05  # a pixel is object when a channel differs from the background by more (0-1 scale)
 STATISTICS = ('area', 'aspect', 'saturation')
@@ -89,18 +89,3 @@ def summarize(statistics, images, camera_pos):
     summary['empty_images'] = int((statistics['area'] == 0).sum())
     return summary
 
-
-def hue_over_objects_and_views(images):
-    """Whether colour belongs to the object or to the camera.
-
-    Args:
-        images: [K, V, 3, H, W] in [0, 1]: K objects, each seen from the same V views.
-    Returns:
-        (over_objects, over_views): the std of the mean hue (metrics/diagnostics.py) over the K
-        objects at one view, averaged over views and channels; and its std over the V views of one
-        object, averaged over objects and channels. Paint that belongs to the object gives
-        over_views much smaller than over_objects; paint that follows the camera, the reverse.
-    """
-    num_objects, num_views = images.shape[:2]
-    hue = mean_hue(images.flatten(0, 1).float()).view(num_objects, num_views, -1)  # [K, V, 3]
-    return hue.std(dim=0).mean().item(), hue.std(dim=1).mean().item()

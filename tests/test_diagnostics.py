@@ -1,9 +1,10 @@
-"""Training diagnostics: latent spread, hue spread and the mean hue they rest on."""
+"""Training diagnostics: latent spread, hue spread, hue over objects vs views, and the mean hue they rest on."""
 import math
 
+import pytest
 import torch
 
-from metrics.diagnostics import hue_spread, latent_spread, mean_hue
+from metrics.diagnostics import hue_over_objects_and_views, hue_spread, latent_spread, mean_hue
 
 
 def test_mean_hue():
@@ -35,3 +36,16 @@ def test_hue_spread_sees_colour_not_size():
     red_and_blue = torch.ones(2, 3, 8, 8)
     red_and_blue[0, :, :2, :2], red_and_blue[1, :, :2, :2] = red, blue
     assert hue_spread(red_and_blue) > 0.5
+
+
+def test_hue_over_objects_and_views_tells_paint_from_camera():
+    paints = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0], [1.0, 1.0, 0.1]])  # 4 colours
+    canvas = torch.ones(4, 4, 3, 8, 8)  # [K objects, V views, 3, H, W], white
+    by_object, by_view = canvas.clone(), canvas.clone()
+    for k in range(4):
+        for v in range(4):
+            by_object[k, v, :, 2:6, 2:6] = paints[k, :, None, None]
+            by_view[k, v, :, 2:6, 2:6] = paints[v, :, None, None]
+    over_objects, over_views = hue_over_objects_and_views(by_object)
+    assert over_views < 1e-6 and over_objects > 0.3
+    assert hue_over_objects_and_views(by_view) == pytest.approx((over_views, over_objects))

@@ -1,5 +1,4 @@
-"""Shape and colour diversity: silhouette and paint statistics, the pose residual, colour over
-objects vs over views, and the tool."""
+"""Shape and colour diversity: silhouette and paint statistics, the pose residual, and the tool."""
 import json
 import math
 
@@ -9,7 +8,7 @@ from helpers import ROOT
 
 import configs
 from datasets.synthetic import poses_from_config, render_synthetic_dataset
-from metrics.diversity import hue_over_objects_and_views, image_statistics, residual_std, summarize
+from metrics.diversity import image_statistics, residual_std, summarize
 from tools import diversity
 
 WHITE = (1.0, 1.0, 1.0)
@@ -45,19 +44,6 @@ def test_summary_leaves_out_empty_images():
     assert summary['area_mean'] == pytest.approx(image_statistics(images[:6], WHITE)['area'].mean().item())
     assert math.isfinite(summary['area_std']) and summary['area_std'] > 0
     assert math.isnan(summary['area_residual_std'])  # 6 images with a silhouette: too few for 6 pose terms
-
-
-def test_hue_over_objects_and_views_tells_paint_from_camera():
-    paints = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0], [1.0, 1.0, 0.1]])  # 4 colours
-    canvas = torch.ones(4, 4, 3, 8, 8)  # [K objects, V views, 3, H, W], white
-    by_object, by_view = canvas.clone(), canvas.clone()
-    for k in range(4):
-        for v in range(4):
-            by_object[k, v, :, 2:6, 2:6] = paints[k, :, None, None]
-            by_view[k, v, :, 2:6, 2:6] = paints[v, :, None, None]
-    over_objects, over_views = hue_over_objects_and_views(by_object)
-    assert over_views < 1e-6 and over_objects > 0.3
-    assert hue_over_objects_and_views(by_view) == pytest.approx((over_views, over_objects))
 
 
 def test_tool_compares_the_demo_model_with_synthetic_cars(tmp_path):

@@ -381,4 +381,15 @@ def test_snapshots_log_their_latent_spread(tmp_path, capsys):
     line = [text for text in capsys.readouterr().out.splitlines() if text.startswith('snapshot')][0]
     assert 'front 0.0000' in line and f'tilted {math.sqrt(1 / 3):.4f}' in line
     assert 'hue spread front 0.000 | tilted 0.000' in line  # grey images: no hue at all
+    assert 'hue over views 0.000' in line
     assert sorted(os.listdir(tmp_path / 'snapshots')) == ['0000250_front.png', '0000250_tilted.png']
+
+    # Every latent red from the front and blue when tilted: no hue spread, but the colour follows the view.
+    red, blue = torch.tensor([1.0, -1, -1]), torch.tensor([-1.0, -1, 1])
+    log = ProgressLog(str(tmp_path), True, log_interval=1, images_per_step=2, start_step=0, total_steps=1)
+    log.save_snapshots(500, {'front': red.view(1, 3, 1, 1).expand(4, 3, 8, 8),
+                             'tilted': blue.view(1, 3, 1, 1).expand(4, 3, 8, 8)})
+    log.close()
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith('snapshot')][0]
+    assert 'hue spread front 0.000 | tilted 0.000' in line
+    assert float(line.split('hue over views ')[1].split()[0]) > 0.3

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from checkpoints.loading import add_generator_arguments, load_generator
 from datasets import build_dataset, synthetic
 from generators import cameras
-from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, hue_over_objects_and_views, image_statistics, summarize
+from metrics.diagnostics import hue_over_objects_and_views
+from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, image_statistics, summarize
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_write_text, check_writable_file

@@ -21,7 +21,7 @@ from checkpoints import checkpoint
 from datasets import begin_epoch, build_dataloader, build_dataset
 from discriminators import build_discriminator
 from generators import build_generator
-from metrics.diagnostics import hue_spread, latent_spread
+from metrics.diagnostics import hue_over_objects_and_views, hue_spread, latent_spread
 from training.ema import EMA
 from training.loss import GramLoss
 from utils import distributed
@@ -408,7 +408,8 @@ class ProgressLog:
 
     def save_snapshots(self, step, images):
         """5x5 grids of the snapshot renders -> snapshots/{step}_{view}.png and TensorBoard, plus
-        each view's latent and hue spreads (log line and TensorBoard scalars) as mode-collapse gauges."""
+        each view's latent and hue spreads and the hue change between the views (log line and
+        TensorBoard scalars) as mode- and colour-collapse gauges."""
         spreads, hues = {}, {}
         for view, batch in images.items():
             grid = make_grid(batch * 0.5 + 0.5, nrow=SNAPSHOT_ROWS).clamp(0, 1)  # [3, H, W] in [0, 1]
@@ -419,11 +420,14 @@ class ProgressLog:
             hues[view] = hue_spread(batch)
             self.writer.add_scalar(f'snapshot/{view}_latent_spread', spreads[view], step)
             self.writer.add_scalar(f'snapshot/{view}_hue_spread', hues[view], step)
+        _, hue_over_views = hue_over_objects_and_views(torch.stack(list(images.values()), dim=1))  # [25, views, ...]
+        self.writer.add_scalar('snapshot/hue_over_views', hue_over_views, step)
         self.writer.flush()
         self.write(f"snapshot {step:7d} | latent spread " + ' | '.join(f'{view} {value:.4f}' for view, value in spreads.items())
                    + ' (pixel std over the snapshot latents; near 0 = every latent gives the same image)'
                    + ' | hue spread ' + ' | '.join(f'{view} {value:.3f}' for view, value in hues.items())
-                   + ' (near 0 = one colour for every latent)')
+                   + ' (near 0 = one colour for every latent)'
+                   + f' | hue over views {hue_over_views:.3f} (as large as the hue spread = colour follows the camera)')
 
     def close(self):
         self.bar.close()
