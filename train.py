@@ -111,6 +111,9 @@ def resolve_settings(args):
     if precision == 'auto':
         precision = 'fp16' if device.type == 'cuda' else 'fp32'
     load_run = run_folder_of(args.load_dir) if args.load_dir is not None else None
+    if args.load_dir is not None and load_run is None and args.output_dir is None:
+        raise ValueError(f"'{args.load_dir}' is not in a run's {CHECKPOINT_FOLDER}/ folder, so it names no run to "
+                         f"continue; add --output_dir <run folder>")
     output_dir = args.output_dir or load_run or os.path.join('runs', args.config)
     check_writable_folder(output_dir)
     saved = list_checkpoints(os.path.join(output_dir, CHECKPOINT_FOLDER))
@@ -118,20 +121,21 @@ def resolve_settings(args):
     if saved and not resuming_here:
         raise ValueError(f"'{output_dir}' already holds checkpoints of a run; resume it with --load_dir {output_dir}, "
                          f"or choose another --output_dir")
-    newest = os.path.abspath(saved[-1][1]) if saved else None
-    if resuming_here and newest and os.path.isfile(args.load_dir) and os.path.abspath(args.load_dir) != newest:
-        raise ValueError(f"'{args.load_dir}' is older than the newest checkpoint of its run ({newest}); continuing "
-                         f"the run from it would mix two histories: add --output_dir <new run folder>")
+    loaded_step = {os.path.abspath(path): step for step, path in saved}.get(os.path.abspath(args.load_dir or ''))
+    if resuming_here and loaded_step is not None and loaded_step < saved[-1][0]:
+        raise ValueError(f"'{args.load_dir}' is older than the newest checkpoint of its run ({saved[-1][1]}); "
+                         f"continuing the run from it would mix two histories: add --output_dir <new run folder>")
     return config, device, precision, output_dir
 
 
 def run_folder_of(load_dir):
-    """Absolute path of the run that --load_dir names: a run folder, its checkpoints/ folder or
-    one checkpoint file in it."""
+    """Absolute path of the run that --load_dir names: a run folder, its checkpoints/ folder or a
+    checkpoint file in that; None for a checkpoint file anywhere else."""
     path = os.path.abspath(load_dir)
-    if os.path.isfile(path):
-        path = os.path.dirname(path)
-    return os.path.dirname(path) if os.path.basename(path) == CHECKPOINT_FOLDER else path
+    folder = os.path.dirname(path) if os.path.isfile(path) else path
+    if os.path.basename(folder) == CHECKPOINT_FOLDER:
+        return os.path.dirname(folder)
+    return None if os.path.isfile(path) else path
 
 
 def run(args, config, device, precision, output_dir, options):

@@ -10,6 +10,7 @@ from datasets.datasets import (
     begin_epoch,
     build_dataloader,
     build_dataset,
+    training_pixels,
 )
 from datasets.eg3d import dataset_focal, export_eg3d, import_eg3d
 from datasets.poses import (

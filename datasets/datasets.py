@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from datasets.poses import read_extrinsics_npy, read_pose, read_pose_npy
 from utils.cli import UserError, one_line
+from utils.images import PIXEL_MAX
 from utils.signals import ignore_stop_signals
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')  # file suffixes read as images (case-insensitive)
 POSE_FOLDER = 'poses'                          # pose files live in <root>/poses/
-PIXEL_MAX = 255.0                              # 8-bit image range
 MAX_DEFAULT_WORKERS = 4                        # default loader workers on large datasets
 TINY_DATASET_SIZE = 1000                       # below this many images the loader uses no workers (and the
                                                # start-up check shows no progress bar)
@@ -38,6 +38,13 @@ LISTED_BAD_FILES = 5                           # bad files named in the start-up
 
 class DatasetError(UserError):
     """A dataset folder or file problem; the message names the path and the fix in one line."""
+
+
+def training_pixels(image, img_size):
+    """A PIL RGB image as training sees it: resized to img_size (LANCZOS), [3, N, N] float32 in [-1, 1]."""
+    image = image.resize((img_size, img_size), Image.Resampling.LANCZOS)
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
+    return (pixels.float() / PIXEL_MAX - 0.5) / 0.5
 
 
 class PosedImageDataset(Dataset):
@@ -151,9 +158,7 @@ class PosedImageDataset(Dataset):
                 image = image.convert('RGB')  # decodes the whole file; an alpha channel is dropped
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # PIL: bad chunks -> SyntaxError
             raise DatasetError(f"cannot read image '{path}' ({error}); replace or delete the file") from error
-        image = image.resize((self.img_size, self.img_size), Image.Resampling.LANCZOS)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
-        return (pixels.float() / PIXEL_MAX - 0.5) / 0.5
+        return training_pixels(image, self.img_size)
 
     def __len__(self):
         return len(self.image_paths)

@@ -356,7 +356,7 @@ def count_examples_from(output_dir, first_index):
         return 0
     names = (os.path.splitext(name) for name in os.listdir(output_dir))
     return sum(1 for stem, extension in names
-               if extension == '.png' and len(stem) == 6 and stem.isdigit() and int(stem) >= first_index)
+               if extension == '.png' and stem.isdigit() and int(stem) >= first_index)
 
 
 def _write_example(index, output_dir, seed, img_size, poses, overwrite):
@@ -407,7 +407,8 @@ def render_synthetic_dataset(output_dir, num_images=10000, img_size=64, seed=0, 
             f"seed={old.get('seed')}, poses={old.get('poses')}; pass --overwrite or choose another --output_dir")
     if overwrite and not same_set and (beyond := count_examples_from(output_dir, num_images)):
         raise ValueError(f"'{output_dir}' holds {beyond} more examples of another set than --num_images {num_images} "
-                         f"replaces; they would stay mixed in: delete the folder or choose another --output_dir")
+                         f"replaces; they would stay mixed in: raise --num_images to cover them, delete the folder "
+                         f"or choose another --output_dir")
     os.makedirs(output_dir, exist_ok=True)
     atomic_write_text(json.dumps(dataset_info(num_images, img_size, seed, poses), indent=2) + '\n', info_path)
 

@@ -37,8 +37,11 @@ def test_missing_frames_are_a_clear_error(tmp_path):
 
 def test_too_few_frames_or_mixed_sizes_are_clear_errors(tmp_path):
     write_frames(tmp_path, 0, 2)
-    with pytest.raises(ValueError, match="seed 0 has 2 frame\\(s\\) .* fewer than the 6 columns asked for; lower --columns"):
+    with pytest.raises(ValueError, match="seed 0 has 2 frame\\(s\\) to pick from .* fewer than the 6 columns asked for; "
+                                         "lower --columns"):
         contact_sheet.contact_sheet(tmp_path, [0], columns=6)
+    with pytest.raises(ValueError, match='has 1 frame\\(s\\) to pick from .*; raise --first_frames or lower --columns'):
+        contact_sheet.contact_sheet(tmp_path, [0], columns=2, first_frames=1)
     assert np.asarray(contact_sheet.contact_sheet(tmp_path, [0], columns=2)).shape == (4, 10, 3)
     write_frames(tmp_path, 1, 2, size=8)
     with pytest.raises(ValueError, match='frames of seed 1 are 8x8 px, those of seed 0 4x4; re-render'):

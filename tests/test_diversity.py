@@ -8,6 +8,7 @@ from helpers import ROOT
 
 import configs
 from datasets.synthetic import poses_from_config, render_synthetic_dataset
+from geometry.views import pose_range
 from metrics.diversity import image_statistics, residual_std, summarize
 from tools import diversity
 
@@ -44,6 +45,19 @@ def test_summary_leaves_out_empty_images():
     assert summary['area_mean'] == pytest.approx(image_statistics(images[:6], WHITE)['area'].mean().item())
     assert math.isfinite(summary['area_std']) and summary['area_std'] > 0
     assert math.isnan(summary['area_residual_std'])  # 6 images with a silhouette: too few for 6 pose terms
+
+
+@pytest.mark.parametrize('config_name', ['SYNTHETIC_demo', 'CARLA_default', 'FFHQ_default'])
+def test_shared_views_sweep_the_yaw_inside_the_trained_pose_range(config_name):
+    kwargs = configs.get_config(config_name)['generator']['kwargs']
+    (phi_low, phi_high), (theta_low, theta_high) = pose_range(kwargs)
+    views = diversity.shared_views(kwargs)  # [V, 2] = (phi, theta)
+    assert views.shape == (diversity.VIEW_COUNT, 2)
+    assert torch.all(views[:, 0] == views[0, 0]) and phi_low <= views[0, 0] <= phi_high  # one polar angle
+    assert torch.all(views[:, 1] >= theta_low - 1e-6) and torch.all(views[:, 1] <= theta_high + 1e-6)
+    steps = views[1:, 1] - views[:-1, 1]
+    assert torch.allclose(steps, steps[0]) and steps[0] > 0  # evenly spaced yaws, none repeated
+    assert views[-1, 1] - views[0, 1] < 2 * math.pi - 1e-3
 
 
 def test_tool_compares_the_demo_model_with_synthetic_cars(tmp_path):

@@ -47,6 +47,9 @@ def test_an_unfinished_last_line_is_skipped_and_a_damaged_one_is_a_clear_error(t
     stats.write_text('{"step": 50, "loss/G": 1.0}\n{"step": 100, "loss/G": 2.0}\n{"step": 150, "lo')
     assert [r['step'] for r in plot_training.read_stats(tmp_path)] == [50, 100]
     assert 'skipped the unfinished last line' in capsys.readouterr().out
+    stats.write_text('{"step": 50, "loss/G": 1.0}\n{"step": 1\n')  # a complete but damaged last line
+    with pytest.raises(ValueError, match="line 2 of '.*stats.jsonl' is not a JSON record"):
+        plot_training.read_stats(tmp_path)
     stats.write_text('{"step": 50, "loss/G": 1.0}\n{"step": 1\n{"step": 150, "loss/G": 2.0}\n')
     with pytest.raises(ValueError, match="line 2 of '.*stats.jsonl' is not a JSON record"):
         plot_training.read_stats(tmp_path)

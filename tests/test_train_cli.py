@@ -279,11 +279,22 @@ def test_load_dir_may_name_a_checkpoint_file_of_the_run(data_dir, uninterrupted,
     assert f"'{older}' is older than the newest checkpoint of its run" in result.stderr and 'Traceback' not in result.stderr
     assert {path: path.read_bytes() for path in run.rglob('*') if path.is_file()} == before
 
+    loose = tmp_path / 'downloads' / 'step_0000005.pt'  # a checkpoint outside any run: no folder to take over
+    loose.parent.mkdir()
+    shutil.copy(run / 'checkpoints' / f'step_{STEPS:07d}.pt', loose)
+    result = run_train('--config', 'TINY_test', '--data_dir', data_dir, '--load_dir', str(loose), check=False)
+    assert result.returncode == 1 and f"'{loose}' is not in a run's checkpoints/ folder" in result.stderr
+    assert os.listdir(loose.parent) == ['step_0000005.pt']
+
     newest = run / 'checkpoints' / f'step_{STEPS:07d}.pt'  # no --output_dir: the run that holds it
     result = run_train('--config', 'TINY_test', '--data_dir', data_dir, '--num_workers', '0', '--max_steps', '6',
                        '--load_dir', str(newest))
     assert f"resumed from {newest} at step {STEPS}" in result.stdout
     assert (run / 'checkpoints' / 'step_0000006.pt').is_file()
+    result = run_train('--config', 'TINY_test', '--data_dir', data_dir, '--num_workers', '0', '--max_steps', '7',
+                       '--load_dir', str(run / 'checkpoints'))  # the checkpoints/ folder names its run too
+    assert f"resumed from {run / 'checkpoints' / 'step_0000006.pt'} at step 6" in result.stdout
+    assert (run / 'checkpoints' / 'step_0000007.pt').is_file()
 
 
 def test_fresh_run_into_a_folder_with_checkpoints_is_refused(uninterrupted, capsys):

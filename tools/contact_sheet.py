@@ -39,11 +39,14 @@ def contact_sheet(frames_dir, seeds, columns, first_frames=None):
     """
     rows = []
     for seed in seeds:
-        paths = frame_paths(frames_dir, seed)[:first_frames]
+        found = frame_paths(frames_dir, seed)
+        paths = found[:first_frames]
         if len(paths) < columns:
-            raise ValueError(f"seed {seed} has {len(paths)} frame(s) in '{frames_dir}', fewer than the {columns} "
-                             f"columns asked for; lower --columns (or render more frames)")
-        picks = [paths[min(round(c * len(paths) / columns), len(paths) - 1)] for c in range(columns)]
+            fix = ('raise --first_frames or lower --columns' if len(paths) < len(found)
+                   else 'lower --columns (or render more frames)')
+            raise ValueError(f"seed {seed} has {len(paths)} frame(s) to pick from in '{frames_dir}', fewer than the "
+                             f"{columns} columns asked for; {fix}")
+        picks = [paths[round(c * len(paths) / columns)] for c in range(columns)]
         rows.append([Image.open(path).convert('RGB') for path in picks])
     tile_w, tile_h = rows[0][0].size
     for seed, row in zip(seeds, rows):

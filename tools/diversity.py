@@ -23,16 +23,19 @@ import os
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from checkpoints.loading import add_generator_arguments, load_generator
-from datasets import build_dataset, synthetic
+from datasets import build_dataset, synthetic, training_pixels
 from generators import cameras
+from geometry.views import pose_range
 from metrics.diagnostics import hue_over_objects_and_views
 from metrics.diversity import NUM_POSE_FEATURES, STATISTICS, image_statistics, summarize
 from utils import cli
 from utils.device import resolve_device
 from utils.files import atomic_write_text, check_writable_file
+from utils.images import PIXEL_MAX
 from utils.seeds import latent_for_seed
 
 WHITE = (1.0, 1.0, 1.0)
@@ -83,10 +86,15 @@ def generated_images(generator, camera, num_images, seed, batch_size, device):
     return torch.cat(images), poses
 
 
-def shared_views(generator):
-    """VIEW_COUNT cameras [V, 2] = (phi, theta): yaw evenly over h_mean +- h_stddev, pitch v_mean."""
-    phi = torch.linspace(generator.h_mean - generator.h_stddev, generator.h_mean + generator.h_stddev, VIEW_COUNT)
-    return torch.stack([phi, torch.full_like(phi, generator.v_mean)], dim=1)
+def shared_views(generator_kwargs):
+    """VIEW_COUNT cameras [V, 2] = (phi, theta) inside the trained pose range: yaw theta evenly over
+    its range (once around for a full turn), polar angle phi at the middle of its range."""
+    (phi_low, phi_high), (theta_low, theta_high) = pose_range(generator_kwargs)
+    if theta_high - theta_low >= 2 * math.pi:  # a full turn: the last view would repeat the first
+        theta = theta_low + torch.arange(VIEW_COUNT) * (2 * math.pi / VIEW_COUNT)
+    else:
+        theta = torch.linspace(theta_low, theta_high, VIEW_COUNT)
+    return torch.stack([torch.full_like(theta, (phi_low + phi_high) / 2), theta], dim=1)
 
 
 @torch.no_grad()
@@ -101,15 +109,24 @@ def generated_views(generator, camera, views, seed, device):
 
 
 def real_views(data_root, views, img_size):
-    """Images [VIEW_OBJECTS, V, 3, N, N] of the first cars of built-in synthetic data, rendered from
-    every view; None for other data (whose objects cannot be re-rendered)."""
+    """Images [VIEW_OBJECTS, V, 3, N, N] in [0, 1] of the first cars of built-in synthetic data,
+    rendered from every view at the data's size and resized as training reads the data; None for
+    other data (whose objects cannot be re-rendered)."""
     info_path = os.path.join(data_root, SYNTHETIC_INFO)
     if not os.path.isfile(info_path):
         return None
     with open(info_path) as handle:
-        seed = json.load(handle)['seed']
-    cars = [synthetic.render_car_views(index, seed, views.tolist(), img_size) for index in range(VIEW_OBJECTS)]
-    return torch.from_numpy(np.stack(cars)).permute(0, 1, 4, 2, 3)  # [K, V, N, N, 3] -> [K, V, 3, N, N]
+        info = json.load(handle)
+    if not isinstance(info.get('seed'), int) or not isinstance(info.get('img_size'), int):
+        raise ValueError(f"'{info_path}' has no integer seed and img_size; re-run preprocess_dataset.py "
+                         f"--cate synthetic for this folder")
+    cars = []
+    for index in range(VIEW_OBJECTS):
+        rgb = synthetic.render_car_views(index, info['seed'], views.tolist(), info['img_size'])  # [V, n, n, 3]
+        frames = [training_pixels(Image.fromarray(np.round(frame * PIXEL_MAX).astype(np.uint8)), img_size)
+                  for frame in rgb]                                                           # V x [3, N, N]
+        cars.append(torch.stack(frames) * 0.5 + 0.5)
+    return torch.stack(cars)
 
 
 def real_images(dataset, num_images):
@@ -150,7 +167,7 @@ def run(args):
              'real': real_images(dataset, args.num_images)}
     summary = {side: summarize(image_statistics(images, background), images, poses)
                for side, (images, poses) in sides.items()}
-    views = shared_views(generator)
+    views = shared_views(config['generator']['kwargs'])
     view_images = {'generated': generated_views(generator, config['camera'], views, args.seed, device),
                    'real': real_views(dataset.root, views, dataset.img_size)}
     for side, images in view_images.items():

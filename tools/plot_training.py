@@ -40,7 +40,7 @@ def read_stats(run_dir):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            if number == lines[-1][0]:  # the run is writing it, or was stopped while it did
+            if number == lines[-1][0] and not line.endswith('\n'):  # being written, or the run stopped mid-line
                 print(f"note: skipped the unfinished last line of '{path}'")
                 continue
             raise ValueError(f"line {number} of '{path}' is not a JSON record ({error}); "

@@ -427,7 +427,8 @@ class ProgressLog:
                    + ' (pixel std over the snapshot latents; near 0 = every latent gives the same image)'
                    + ' | hue spread ' + ' | '.join(f'{view} {value:.3f}' for view, value in hues.items())
                    + ' (near 0 = one colour for every latent)'
-                   + f' | hue over views {hue_over_views:.3f} (as large as the hue spread = colour follows the camera)')
+                   + f' | hue over views {hue_over_views:.3f} (near or above the hue spread = colour follows the camera; '
+                   'read its trend)')
 
     def close(self):
         self.bar.close()
