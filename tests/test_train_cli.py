@@ -297,6 +297,20 @@ def test_load_dir_may_name_a_checkpoint_file_of_the_run(data_dir, uninterrupted,
     assert (run / 'checkpoints' / 'step_0000007.pt').is_file()
 
 
+def test_load_dir_may_name_the_last_readable_checkpoint_when_newer_ones_are_damaged(data_dir, uninterrupted,
+                                                                                       tmp_path):
+    run = tmp_path / 'run'
+    shutil.copytree(uninterrupted, run)
+    damaged = run / 'checkpoints' / f'step_{STEPS:07d}.pt'
+    damaged.write_bytes(damaged.read_bytes()[:1000])  # a copy cut off mid-way: it holds no history
+    last_good = run / 'checkpoints' / 'step_0000004.pt'
+    result = run_train('--config', 'TINY_test', '--data_dir', data_dir, '--num_workers', '0', '--max_steps', '6',
+                       '--load_dir', str(last_good))
+    assert f"resumed from {last_good} at step 4" in result.stdout
+    assert not damaged.exists()  # a rolling checkpoint: pruned once the run saved step 6
+    assert (run / 'checkpoints' / 'step_0000006.pt').is_file()
+
+
 def test_fresh_run_into_a_folder_with_checkpoints_is_refused(uninterrupted, capsys):
     import train
     before = sorted(os.listdir(os.path.join(uninterrupted, 'checkpoints')))
