@@ -25,8 +25,10 @@ DEMO_THRESHOLD  ?= 0.5
 DEMO_MESH_RESOLUTION ?= 128
 # training iterations of `make demo-train`
 DEMO_STEPS      ?= 15000
-# seed of the dataset and of training
+# seed of the dataset
 DEMO_SEED       ?= 0
+# seed of training (weights, latents, poses, data order)
+DEMO_TRAIN_SEED ?= $(DEMO_SEED)
 # size of the built-in synthetic dataset
 DEMO_NUM_IMAGES ?= 10000
 # where the dataset is generated
@@ -74,7 +76,7 @@ demo-data: $(STAMP)
 
 demo-train: demo-data
 	$(PY) train.py --config SYNTHETIC_demo --data_dir $(DEMO_DATA) --output_dir $(DEMO_RUN) \
-		--max_steps $(DEMO_STEPS) --seed $(DEMO_SEED) --num_workers 1 --sample_interval 250 --model_save_interval 2000 \
+		--max_steps $(DEMO_STEPS) --seed $(DEMO_TRAIN_SEED) --num_workers 1 --sample_interval 250 --model_save_interval 2000 \
 		$$(test -d $(DEMO_RUN)/checkpoints && echo --load_dir $(DEMO_RUN))
 	$(PY) -m tools.convert_checkpoint --output $(DEMO_RUN)/synthetic_demo.pt \
 		--generator_file $$(ls $(DEMO_RUN)/checkpoints/step_*.pt | tail -n 1)
