@@ -30,7 +30,7 @@ import os
 import sys
 
 import configs
-from checkpoints.checkpoint import CHECKPOINT_FOLDER, CheckpointError, config_to_json, list_checkpoints, load_checkpoint
+from checkpoints.checkpoint import CHECKPOINT_FOLDER, config_to_json, is_readable_checkpoint, list_checkpoints
 from training import TrainingInterrupted, is_power_of_two, training_loop
 from utils import cli, distributed
 from utils.device import resolve_device
@@ -123,21 +123,12 @@ def resolve_settings(args):
                          f"or choose another --output_dir")
     loaded_step = {os.path.abspath(path): step for step, path in saved}.get(os.path.abspath(args.load_dir or ''))
     if resuming_here and loaded_step is not None:
-        newer_readable = [path for step, path in saved if step > loaded_step and is_readable_checkpoint(path)]
-        if newer_readable:
-            raise ValueError(f"'{args.load_dir}' is older than the newest checkpoint of its run ({newer_readable[-1]}); "
+        newest_readable = next((path for step, path in reversed(saved)
+                                if step > loaded_step and is_readable_checkpoint(path)), None)
+        if newest_readable is not None:
+            raise ValueError(f"'{args.load_dir}' is older than the newest checkpoint of its run ({newest_readable}); "
                              f"continuing the run from it would mix two histories: add --output_dir <new run folder>")
     return config, device, precision, output_dir
-
-
-def is_readable_checkpoint(path):
-    """Whether `path` loads as a complete checkpoint. A newer file that does not (e.g. a copy cut off
-    mid-way) holds no history, so naming an older file of its run may continue the run."""
-    try:
-        load_checkpoint(path)
-    except CheckpointError:
-        return False
-    return True
 
 
 def run_folder_of(load_dir):

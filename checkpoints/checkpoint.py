@@ -98,6 +98,16 @@ def load_checkpoint(path, map_location='cpu'):
     return state
 
 
+def is_readable_checkpoint(path):
+    """Whether `path` loads as a complete checkpoint (a copy cut off mid-way does not, and holds
+    no history to continue)."""
+    try:
+        load_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
+
+
 def find_latest_checkpoint(load_dir, map_location='cpu', log=print):
     """Newest complete checkpoint under `load_dir` -> (path, state).
 
