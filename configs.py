@@ -159,13 +159,13 @@ TINY_test = _merge(CARLA_default, {
     'dataset': {'class': 'PosedImageFolder', 'kwargs': {'dataset_path': 'data/synthetic'}},
 })
 
-# The demo model: the built-in synthetic cars at 32 px, trainable on 2 CPU cores (README, "Demo
-# model": the experiments behind each choice). Its data (preprocess_dataset.py --cate synthetic
+# The demo model: the built-in synthetic cars at 32 px, trainable on 2 CPU cores (docs/demo_model.md:
+# the experiments behind each choice). Its data (preprocess_dataset.py --cate synthetic
 # --config SYNTHETIC_demo) and its generator share a narrower pose range than CARLA's: azimuth
 # within 45 degrees of the front, camera 15-45 degrees above the horizon. The mapping network
 # learns slowly (keeps the generator's dependence on z). Colour keeps the released view
-# dependence: the shipped model (run N3) was trained with it and gained paint diversity after
-# ~5,000 iterations.
+# dependence: the shipped model (run N11, docs/demo_model.md) was trained with it; paint diversity
+# over objects grows after a few thousand iterations.
 SYNTHETIC_demo = _merge(CARLA_default, {
     'global': {'img_size': 32, 'batch_size': 16},
     'optimizer': {'gen_lr': 2e-4, 'sampling_network_lr': 2e-5, 'mapping_network_lr': 1e-5, 'disc_lr': 4e-4},
