@@ -61,6 +61,7 @@ from utils.files import check_writable_folder
 from utils.seeds import latent_for_seed, parse_seeds
 
 DEFAULT_SEEDS = '0'  # --seeds without --latent
+DEFAULT_PSI = 0.7   # truncation of the meshed seeds (the viewer's default too)
 
 
 def parse_args(argv=None):
@@ -72,7 +73,7 @@ def parse_args(argv=None):
                         help=f'inversion.pt of invert.py: mesh that subject instead of --seeds, into '
                              f'shape_{FILE_LABEL}.<format> (its stored config and fine-tuned weights, if any; '
                              f'--generator_file is the base model)')
-    parser.add_argument('--psi', type=float, default=0.7, help='truncation psi (1 = no truncation)')
+    parser.add_argument('--psi', type=float, default=DEFAULT_PSI, help='truncation psi (1 = no truncation)')
     parser.add_argument('--resolution', type=int, default=DEFAULT_RESOLUTION,
                         help=f'grid points along the longest side of the object box (>= {fusion.MIN_RESOLUTION})')
     parser.add_argument('--threshold', type=float, default=views.DEFAULT_OPACITY_THRESHOLD,

@@ -66,3 +66,13 @@ def extract_mesh(generator, config, frequencies, phase_shifts, camera_pos, resol
                                                rendered['cam2world'][view], camera['fov'], threshold)
                  for view in range(len(camera_pos))]
     return vertices, faces, colors, agreement
+
+
+def agreement_with_renders(generator, config, frequencies, phase_shifts, vertices, faces, camera_pos, img_size,
+                           threshold=views.DEFAULT_OPACITY_THRESHOLD):
+    """How well a mesh reproduces fresh renders of its identity from cameras camera_pos [C, 2] at
+    img_size px (any cameras, not only the fused ones): one rasterize.agreement_with_view dict per camera."""
+    rendered = views.render_views(generator, frequencies, phase_shifts, camera_pos, img_size, config['camera'])
+    return [rasterize.agreement_with_view(vertices, faces, rendered['opacity'][index], rendered['depth'][index],
+                                          rendered['cam2world'][index], config['camera']['fov'], threshold)
+            for index in range(len(camera_pos))]

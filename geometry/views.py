@@ -50,6 +50,15 @@ def pose_range(generator_kwargs):
     return phi_range, (h_mean - h_half, h_mean + h_half)
 
 
+def random_poses(generator_kwargs, count, seed):
+    """camera_pos [count, 2] (phi, theta) uniform inside the config's trained pose range (pose_range),
+    drawn from their own torch.Generator seeded with `seed`."""
+    (phi_low, phi_high), (theta_low, theta_high) = pose_range(generator_kwargs)
+    unit = torch.rand(count, 2, generator=torch.Generator().manual_seed(seed))
+    return torch.stack([phi_low + (phi_high - phi_low) * unit[:, 0],
+                        theta_low + (theta_high - theta_low) * unit[:, 1]], dim=-1)
+
+
 def pose_grid(phi_range, theta_range, max_step):
     """camera_pos [C, 2] = (phi, theta) covering the ranges with neighbours at most max_step radians apart.
 

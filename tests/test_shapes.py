@@ -4,8 +4,9 @@ Acceptance: for the shipped demo model, from cameras drawn inside its trained po
 (not the fused grid), the mesh's silhouette matches the object mask with IoU >= 0.85 and its
 front-surface depth matches the rendered depth with a median relative error <= 2%, and no part of
 the mesh floats outside the object. The object mask is the generator's own composited weight
-(GramGenerator.experiment): SYNTHETIC_demo has no background slot, so the object opacity of a pixel
-is the sum of its slot weights, and the mask is opacity >= 0.5 (views.DEFAULT_OPACITY_THRESHOLD).
+(geometry/views.py): SYNTHETIC_demo has no background slot, so the object opacity of a pixel is the
+sum of its slot weights, and the mask is opacity >= 0.5 (views.DEFAULT_OPACITY_THRESHOLD).
+benchmarks/mesh_accuracy.py prints the same quantities for more seeds (docs/shapes.md).
 """
 import math
 import os
@@ -18,13 +19,13 @@ from helpers import ROOT, read_ply, write_inversion
 import configs
 import extract_shapes
 from checkpoints.loading import load_generator
-from generators import build_generator, cameras, intersections
-from geometry import extraction, meshing, rasterize, views
+from generators import build_generator, intersections
+from geometry import extraction, meshing, views
 from utils.seeds import latent_for_seed
 
 DEMO_MODEL = os.path.join(ROOT, 'demo', 'synthetic_demo.pt')
 DEMO_SEEDS = (0, 1, 2)
-DEMO_PSI = 0.7             # extract_shapes.py's default truncation
+DEMO_PSI = extract_shapes.DEFAULT_PSI
 NUM_TEST_CAMERAS = 4       # random cameras inside the trained pose range, per seed
 TEST_CAMERA_SEED = 123
 TEST_IMAGE_SIZE = 64       # twice the demo's training resolution
@@ -42,15 +43,6 @@ LATENT_CAMERA = (1.0, 1.5)  # (phi, theta) stored with it; meshing does not use 
 VERTEX_TOLERANCE = 1e-6    # world units between the vertices of its --latent and --seeds meshes
 
 
-def random_cameras(generator_kwargs, count, seed):
-    """camera_pos [count, 2] uniform inside the config's trained pose range (views.pose_range)."""
-    (phi_low, phi_high), (theta_low, theta_high) = views.pose_range(generator_kwargs)
-    draw = torch.Generator().manual_seed(seed)
-    unit = torch.rand(count, 2, generator=draw)
-    return torch.stack([phi_low + (phi_high - phi_low) * unit[:, 0],
-                        theta_low + (theta_high - theta_low) * unit[:, 1]], dim=-1)
-
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """Run single-threaded: on a loaded 2-core machine, OpenMP threads spinning at barriers made the
@@ -64,9 +56,8 @@ def one_thread():
 def test_demo_mesh_matches_the_renders():
     generator, config = load_generator(DEMO_MODEL, None, 'cpu', use_ema=True)
     assert not generator.renderer.background  # the mask definition above relies on it
-    camera = config['camera']
     fused_cameras = extraction.fusion_cameras(config, extraction.DEFAULT_VIEW_STEP)
-    test_cameras = random_cameras(config['generator']['kwargs'], NUM_TEST_CAMERAS, TEST_CAMERA_SEED)
+    test_cameras = views.random_poses(config['generator']['kwargs'], NUM_TEST_CAMERAS, TEST_CAMERA_SEED)
     for seed in DEMO_SEEDS:
         z = latent_for_seed(seed, generator.z_dim, 'cpu')
         vertices, faces, colors, _ = extraction.extract_mesh(
@@ -76,16 +67,10 @@ def test_demo_mesh_matches_the_renders():
         sizes = meshing.component_sizes(faces, len(vertices))
         assert sizes.min() >= MIN_COMPONENT_SHARE * len(vertices), f'seed {seed}: floating parts {sizes}'
 
-        with torch.no_grad():
-            _, _, detail = generator.experiment(z.expand(NUM_TEST_CAMERAS, -1), img_size=TEST_IMAGE_SIZE,
-                                                camera_pos=test_cameras, truncation_psi=DEMO_PSI, **camera)
-        opacity = detail['weights'].sum(dim=(-2, -1))  # [B, N, N]
-        depth = detail['depth'][..., 0, 0]
-        cam2world = cameras.look_at_cam2world(cameras.camera_origin_from_pos(test_cameras))
-        for index in range(NUM_TEST_CAMERAS):
-            result = rasterize.agreement_with_view(vertices, faces, opacity[index], depth[index], cam2world[index],
-                                                   camera['fov'], views.DEFAULT_OPACITY_THRESHOLD)
-            where = f'seed {seed}, camera {test_cameras[index].tolist()}: {result}'
+        agreements = extraction.agreement_with_renders(generator, config, *generator.film_parameters(z, DEMO_PSI),
+                                                       vertices, faces, test_cameras, TEST_IMAGE_SIZE)
+        for pose, result in zip(test_cameras.tolist(), agreements):
+            where = f'seed {seed}, camera {pose}: {result}'
             assert result['iou'] >= MIN_IOU, where
             assert result['depth_error'] <= MAX_DEPTH_ERROR, where
             assert result['outside'] <= MAX_OUTSIDE, where
