@@ -41,6 +41,7 @@ _BASE = {
         'r1_lambda': 1.0,         # weight of the R1 gradient penalty on real images
         'pos_lambda': 15.0,       # weight of the pose loss on generated images
         'r1_interval': 1,         # apply R1 every this many steps (released: every step)
+        'view_consistency_lambda': 0.0,  # weight of the colour-over-views penalty (ours; 0: off, released)
     },
     'generator': {
         'class': 'GramGenerator',
@@ -202,6 +203,7 @@ def get_config(name):
 OPTIONAL_DEFAULTS = {
     'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
     'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
+    'process.view_consistency_lambda': 0.0,       # colour-over-views penalty weight (0 = off, released)
 }
 
 # Sections whose builder receives global.img_size (the released configs repeated it in each).
@@ -298,7 +300,7 @@ def validate(config):
     check('global.z_dist', lambda v: v in Z_DISTS, f'one of {Z_DISTS}')
     check('process.batch_split', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
     check('process.r1_interval', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
-    for name in ('real_pos_lambda', 'r1_lambda', 'pos_lambda'):
+    for name in ('real_pos_lambda', 'r1_lambda', 'pos_lambda', 'view_consistency_lambda'):
         check(f'process.{name}', non_negative, 'a finite number >= 0')
     for name in ('gen_lr', 'disc_lr', 'sampling_network_lr', 'mapping_network_lr', 'grad_clip'):
         check(f'optimizer.{name}', positive, 'a finite number > 0')

@@ -90,6 +90,36 @@ def test_batch_split_sums_chunk_losses():
         assert torch.allclose(two[name], 2 * one[name], rtol=1e-4, atol=1e-4 * one[name].abs().max().item()), name
 
 
+def test_view_consistency_penalty_measures_colour_change_over_views():
+    loss = make_loss(tiny_config())
+    z = torch.randn(2, loss.generator.z_dim)
+    torch.manual_seed(0)
+    penalty = loss.view_consistency_penalty(z)
+    assert penalty.item() > 0
+    penalty.backward()
+    color_layer = loss.generator.representation.rf_network.color_layer[0].layer
+    assert color_layer.weight.grad[:, :3].abs().max() > 0                  # the direction input
+    sample_network = loss.generator.representation.sample_network
+    assert all(p.grad is None for p in sample_network.parameters())       # the manifolds are not involved
+    with torch.no_grad():
+        color_layer.weight[:, :3] = 0                                      # colour no longer sees the view
+    torch.manual_seed(0)
+    assert loss.view_consistency_penalty(z).item() == 0
+
+
+def test_view_consistency_penalty_joins_the_generator_loss():
+    # Off (the released loss): only 'G'. On: 'G' includes the weighted penalty, logged as 'G_view',
+    # and the render's random draws come first, so the image loss is unchanged.
+    _, loss_off = generator_grads(tiny_config())
+    loss = make_loss(tiny_config('process.view_consistency_lambda=100'))
+    torch.manual_seed(SEED + 1)
+    losses = loss.accumulate_generator(2, torch.device('cpu'))
+    assert losses['G_view'].item() > 0
+    assert losses['G'].item() == pytest.approx(loss_off.item() + losses['G_view'].item(), rel=1e-6)
+    with pytest.raises(ValueError, match='view_consistency_lambda'):
+        configs.validate(tiny_config('process.view_consistency_lambda=-1'))
+
+
 def test_batch_split_must_divide_the_batch():
     loss = make_loss(tiny_config('process.batch_split=2'))
     with pytest.raises(ValueError, match='not divisible'):

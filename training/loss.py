@@ -5,12 +5,15 @@ losses for logging:
 - 'D main' + 'D R1'  `accumulate_discriminator`: non-saturating loss on fakes and reals, pose
   losses, and (when due) the R1 penalty `r1_penalty` on reals, in one backward as released.
 - 'G main'           `accumulate_generator`: non-saturating loss + pose loss on fresh fakes,
-  backward per `batch_split` chunk (gradients are summed over chunks, not averaged).
+  backward per `batch_split` chunk (gradients are summed over chunks, not averaged); with
+  process.view_consistency_lambda > 0 (ours) also the penalty `view_consistency_penalty` on the
+  same latents, back-propagated once for the whole batch.
 
 Both phases handle `batch_split` (chunks of the per-GPU batch) and `patch_split` (fakes rendered
 as P horizontal bands, with the patch-level forward/backward in the G phase). Random draws, in
 order: z for the whole batch, then inside each chunk's generator call that chunk's poses (theta,
-then phi); with patch_split only the first patch draws the pose, the others reuse it.
+then phi); with patch_split only the first patch draws the pose, the others reuse it. The
+view-consistency penalty draws after all chunks: points, then two cameras' poses.
 """
 import contextlib
 
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from generators.generators import patch_pixel_range
 
 R1_WEIGHT = 0.5  # R1 = 0.5 * r1_lambda * mean_b ||dD/dx_b||^2
+VIEW_PENALTY_POINTS = 256  # points per latent at which the view-consistency penalty compares two views
 
 
 def is_power_of_two(value):
@@ -45,7 +49,8 @@ class GramLoss:
         generator: GramGenerator (not wrapped: gradients are averaged over ranks by the loop).
         discriminator: GramDiscriminator.
         config: resolved config; reads global.img_size, process.{batch_split, r1_lambda,
-            r1_interval (default 1), pos_lambda, real_pos_lambda}, camera.{fov, ray_start, ray_end},
+            r1_interval (default 1), pos_lambda, real_pos_lambda, view_consistency_lambda (default 0)},
+            camera.{fov, ray_start, ray_end},
             global.z_dist (only 'gaussian').
         scaler: torch.amp.GradScaler (disabled outside fp16; then scale() is the identity).
         autocast: zero-argument callable returning the autocast context of this run.
@@ -69,6 +74,7 @@ class GramLoss:
         self.r1_interval = process.get('r1_interval', 1)
         self.pos_lambda = process['pos_lambda']
         self.real_pos_lambda = process['real_pos_lambda']
+        self.view_consistency_lambda = process.get('view_consistency_lambda', 0.0)
         camera = config['camera']
         self.render_kwargs = dict(fov=camera['fov'], ray_start=camera['ray_start'],
                                   ray_end=camera['ray_end'], img_size=self.img_size)
@@ -112,6 +118,30 @@ class GramLoss:
         if self.pos_lambda > 0:
             loss = loss + self.pos_lambda * F.mse_loss(pos_pred, fake_pos)
         return loss
+
+    def view_consistency_penalty(self, z):
+        """Mean squared change of a point's colour between two views: a scalar with a graph.
+
+        For each latent, VIEW_PENALTY_POINTS points are drawn uniformly in the ball around the
+        origin that the rays' depth range spans (radius (ray_end - ray_start) / 2, where the object
+        lives), and two cameras from the training pose distribution. The radiance network colours
+        every point once along each camera's ray through it; the penalty is
+        mean_{b, p} ||rgb(x_bp, d1_bp) - rgb(x_bp, d2_bp)||^2, which is zero for colour that does
+        not depend on the view. It only reaches the colour layer's direction input (density and
+        the view-independent part of colour cancel in the difference).
+        """
+        batch, device = z.shape[0], z.device
+        radius = (self.render_kwargs['ray_end'] - self.render_kwargs['ray_start']) / 2
+        directions = F.normalize(torch.randn(batch, VIEW_PENALTY_POINTS, 3, device=device), dim=-1)
+        distances = radius * torch.rand(batch, VIEW_PENALTY_POINTS, 1, device=device).pow(1 / 3)
+        points = directions * distances                                    # [b, P, 3], uniform in the ball
+        origins = torch.stack([self.generator.resolve_camera(batch, device)[0] for _ in range(2)], dim=1)  # [b, 2, 3]
+        ray_directions = F.normalize(points[:, None] - origins[:, :, None], dim=-1)  # [b, 2, P, 3]
+        frequencies, phase_shifts = self.generator.film_parameters(z)
+        rgb_sigma = self.generator.representation.rf_network.forward_with_frequencies_phase_shifts(
+            points.repeat(1, 2, 1), frequencies, phase_shifts, ray_directions.reshape(batch, -1, 3))  # [b, 2 P, 4]
+        rgb = rgb_sigma[..., :3].reshape(batch, 2, VIEW_PENALTY_POINTS, 3)
+        return (rgb[:, 0] - rgb[:, 1]).float().pow(2).sum(dim=-1).mean()
 
     # ------------------------------------------------------------------ phase: D main (+ D R1)
     def r1_penalty(self, real_logits, real_img):
@@ -166,7 +196,8 @@ class GramLoss:
         """'G main': fresh z, backward per batch_split chunk (gradients summed over chunks).
 
         Returns:
-            dict with 'G': the sum over chunks of the chunk losses (what was back-propagated).
+            dict with 'G': the sum over chunks of the chunk losses plus the weighted view penalty
+            (what was back-propagated), and 'G_view': the weighted view penalty (when it is on).
         """
         z = self.sample_z(batch_size, device)
         total = torch.zeros((), device=device)
@@ -180,7 +211,13 @@ class GramLoss:
                 else:
                     loss = self._patch_backward(chunk)
                 total = total + loss.detach().float()
-        return {'G': total}
+            if self.view_consistency_lambda == 0:
+                return {'G': total}
+            with self.autocast():
+                view = self.view_consistency_lambda * self.view_consistency_penalty(z)
+            self.scaler.scale(view).backward()
+        view = view.detach().float()
+        return {'G': total + view, 'G_view': view}
 
     def _patch_backward(self, z):
         """Patch-level forward/backward of one chunk; returns its (detached) loss.
