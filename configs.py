@@ -41,7 +41,6 @@ _BASE = {
         'r1_lambda': 1.0,         # weight of the R1 gradient penalty on real images
         'pos_lambda': 15.0,       # weight of the pose loss on generated images
         'r1_interval': 1,         # apply R1 every this many steps (released: every step)
-        'view_consistency_lambda': 0.0,  # weight of the colour-over-views penalty (ours; 0: off, released)
     },
     'generator': {
         'class': 'GramGenerator',
@@ -203,7 +202,7 @@ def get_config(name):
 OPTIONAL_DEFAULTS = {
     'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
     'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
-    'process.view_consistency_lambda': 0.0,       # colour-over-views penalty weight (0 = off, released)
+    'process.view_consistency_lambda': 0.0,       # colour-over-views penalty weight (ours; 0 = off, released)
 }
 
 # Sections whose builder receives global.img_size (the released configs repeated it in each).
