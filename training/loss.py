@@ -127,8 +127,9 @@ class GramLoss:
         lives), and two cameras from the training pose distribution. The radiance network colours
         every point once along each camera's ray through it; the penalty is
         mean_{b, p} ||rgb(x_bp, d1_bp) - rgb(x_bp, d2_bp)||^2, which is zero for colour that does
-        not depend on the view. It only reaches the colour layer's direction input (density and
-        the view-independent part of colour cancel in the difference).
+        not depend on the view. Both views share the point's features, so the difference comes from
+        the colour layer's direction input; the gradient reaches the FiLM layers and the mapping
+        network through it, never the manifold predictor.
         """
         batch, device = z.shape[0], z.device
         radius = (self.render_kwargs['ray_end'] - self.render_kwargs['ray_start']) / 2
