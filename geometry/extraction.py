@@ -62,10 +62,7 @@ def extract_mesh(generator, config, frequencies, phase_shifts, camera_pos, resol
                                             vertices[~seen.numpy()],
                                             views.mean_view_direction(config['generator']['kwargs']), chunk_points)
     colors = (colors.clamp(0, 1) * mesh_io.PIXEL_MAX).round().to(torch.uint8).numpy()
-    agreement = [rasterize.agreement_with_view(vertices, faces, rendered['opacity'][view], rendered['depth'][view],
-                                               rendered['cam2world'][view], camera['fov'], threshold)
-                 for view in range(len(camera_pos))]
-    return vertices, faces, colors, agreement
+    return vertices, faces, colors, _agreement(vertices, faces, rendered, camera['fov'], threshold)
 
 
 def agreement_with_renders(generator, config, frequencies, phase_shifts, vertices, faces, camera_pos, img_size,
@@ -73,6 +70,11 @@ def agreement_with_renders(generator, config, frequencies, phase_shifts, vertice
     """How well a mesh reproduces fresh renders of its identity from cameras camera_pos [C, 2] at
     img_size px (any cameras, not only the fused ones): one rasterize.agreement_with_view dict per camera."""
     rendered = views.render_views(generator, frequencies, phase_shifts, camera_pos, img_size, config['camera'])
-    return [rasterize.agreement_with_view(vertices, faces, rendered['opacity'][index], rendered['depth'][index],
-                                          rendered['cam2world'][index], config['camera']['fov'], threshold)
-            for index in range(len(camera_pos))]
+    return _agreement(vertices, faces, rendered, config['camera']['fov'], threshold)
+
+
+def _agreement(vertices, faces, rendered, fov, threshold):
+    """rasterize.agreement_with_view of the mesh with each view of views.render_views' output."""
+    return [rasterize.agreement_with_view(vertices, faces, rendered['opacity'][view], rendered['depth'][view],
+                                          rendered['cam2world'][view], fov, threshold)
+            for view in range(len(rendered['cam2world']))]

@@ -20,6 +20,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from configs import OPTIONAL_DEFAULTS
 from generators.generators import patch_pixel_range
 
 R1_WEIGHT = 0.5  # R1 = 0.5 * r1_lambda * mean_b ||dD/dx_b||^2
@@ -74,7 +75,8 @@ class GramLoss:
         self.r1_interval = process.get('r1_interval', 1)
         self.pos_lambda = process['pos_lambda']
         self.real_pos_lambda = process['real_pos_lambda']
-        self.view_consistency_lambda = process.get('view_consistency_lambda', 0.0)
+        self.view_consistency_lambda = process.get('view_consistency_lambda',
+                                                   OPTIONAL_DEFAULTS['process.view_consistency_lambda'])
         camera = config['camera']
         self.render_kwargs = dict(fov=camera['fov'], ray_start=camera['ray_start'],
                                   ray_end=camera['ray_end'], img_size=self.img_size)
