@@ -164,12 +164,13 @@ TINY_test = _merge(CARLA_default, {
 # --config SYNTHETIC_demo) and its generator share a narrower pose range than CARLA's: azimuth
 # within 45 degrees of the front, camera 15-45 degrees above the horizon. The mapping network
 # learns slowly (keeps the generator's dependence on z). Colour keeps the released view
-# dependence: the shipped model (run N11, docs/demo_model.md) was trained with it; paint diversity
-# over objects grows after a few thousand iterations.
+# dependence, charged by the view-consistency penalty (docs/design.md §6.3): without it, some
+# training runs learned to paint by camera angle (docs/demo_model.md, ninth and twelfth rounds).
 SYNTHETIC_demo = _merge(CARLA_default, {
     'global': {'img_size': 32, 'batch_size': 16},
     'optimizer': {'gen_lr': 2e-4, 'sampling_network_lr': 2e-5, 'mapping_network_lr': 1e-5, 'disc_lr': 4e-4},
-    'process': {'batch_split': 1, 'pos_lambda': 0.0, 'real_pos_lambda': 0.0, 'r1_lambda': 10.0, 'r1_interval': 4},
+    'process': {'batch_split': 1, 'pos_lambda': 0.0, 'real_pos_lambda': 0.0, 'r1_lambda': 10.0, 'r1_interval': 4,
+                'view_consistency_lambda': 10.0},
     'generator': {
         'kwargs': {
             'z_dim': 64, 'sample_dist': 'uniform',

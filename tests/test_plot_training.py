@@ -40,6 +40,8 @@ def test_panels_without_data_are_left_out(tmp_path):
     assert titles == ['GAN losses', 'R1 penalty (weighted)']
     only_gan = plot_training.plot([{'step': 50, 'loss/G': 1.0}], str(tmp_path / 'one.png'))
     assert only_gan == ['GAN losses'] and (tmp_path / 'one.png').stat().st_size > 0
+    with_view_penalty = [dict(record, **{'loss/G_view': 0.01}) for record in no_pose]
+    assert plot_training.plot(with_view_penalty, str(tmp_path / 'view.png'))[-1] == 'view-consistency penalty (weighted)'
 
 
 def test_an_unfinished_last_line_is_skipped_and_a_damaged_one_is_a_clear_error(tmp_path, capsys):

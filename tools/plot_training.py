@@ -21,6 +21,7 @@ PANELS = (  # (title, stats keys drawn in that panel)
     ('GAN losses', ('loss/D_real', 'loss/D_fake', 'loss/G')),
     ('pose losses (weighted)', ('loss/D_pos', 'loss/D_real_pos')),
     ('R1 penalty (weighted)', ('loss/D_r1',)),
+    ('view-consistency penalty (weighted)', ('loss/G_view',)),
 )
 
 
