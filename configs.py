@@ -165,7 +165,8 @@ TINY_test = _merge(CARLA_default, {
 # within 45 degrees of the front, camera 15-45 degrees above the horizon. The mapping network
 # learns slowly (keeps the generator's dependence on z). Colour keeps the released view
 # dependence, charged by the view-consistency penalty (docs/design.md §6.3): without it, some
-# training runs learned to paint by camera angle (docs/demo_model.md, ninth and twelfth rounds).
+# training runs learned to paint by camera angle (docs/demo_model.md: ninth round; the penalty's
+# run, the shipped model: twelfth round).
 SYNTHETIC_demo = _merge(CARLA_default, {
     'global': {'img_size': 32, 'batch_size': 16},
     'optimizer': {'gen_lr': 2e-4, 'sampling_network_lr': 2e-5, 'mapping_network_lr': 1e-5, 'disc_lr': 4e-4},
