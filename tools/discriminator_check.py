@@ -35,7 +35,6 @@ from utils.device import resolve_device
 # Readings (named once; see the module docstring).
 REMEMBERED_SHARE = 0.25   # overfitting: training - held-out logit gap >= this share of real - generated gap
 WINNING_LOSS = 0.1        # D wins: both its loss terms (real and generated) below this (balanced: ~0.6)
-FAKE_SEED_OFFSET = 1      # generated images draw latents and poses from torch seed --seed + this
 
 
 def parse_args(argv=None):
@@ -67,7 +66,7 @@ def real_logits(discriminator, dataset, num_images, batch_size, device, desc):
 def generated_logits(discriminator, generator, config, num_images, batch_size, seed, device):
     """D's logits [num_images] on images of `generator` (psi 1, poses from its training distribution)."""
     camera = config['camera']
-    torch.manual_seed(seed + FAKE_SEED_OFFSET)
+    torch.manual_seed(seed)  # the generator draws its poses from torch's global generator
     logits = []
     for start in tqdm(range(0, num_images, batch_size), desc='generated', unit='batch'):
         z = torch.randn(min(batch_size, num_images - start), generator.z_dim, device=device)
