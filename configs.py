@@ -34,7 +34,6 @@ _BASE = {
         'grad_clip': 1.0,         # max gradient norm for G and D (0.3 if omitted)
         # optional: 'sampling_network_lr' -> own Adam group for the manifold predictor
         # optional: 'mapping_network_lr'  -> own Adam group for the FiLM mapping network
-        # optional: 'lr_schedule' -> ((step, scale), ...): every lr times `scale` from `step` on
     },
     'process': {
         'batch_split': 4,         # the per-GPU batch is processed in this many chunks
@@ -206,7 +205,6 @@ OPTIONAL_DEFAULTS = {
     'discriminator.kwargs.max_channels': 400,     # channel cap (released 400)
     'discriminator.kwargs.minibatch_std_group': 0,  # minibatch std group size (0 = off, released)
     'process.view_consistency_lambda': 0.0,       # colour-over-views penalty weight (ours; 0 = off, released)
-    'optimizer.lr_schedule': (),                  # ((step, scale), ...) learning-rate steps (ours; () = constant, released)
 }
 
 # Sections whose builder receives global.img_size (the released configs repeated it in each).
@@ -307,8 +305,6 @@ def validate(config):
         check(f'process.{name}', non_negative, 'a finite number >= 0')
     for name in ('gen_lr', 'disc_lr', 'sampling_network_lr', 'mapping_network_lr', 'grad_clip'):
         check(f'optimizer.{name}', positive, 'a finite number > 0')
-    check('optimizer.lr_schedule', lr_schedule_valid,
-          '((step, scale), ...) with int steps >= 0 in increasing order and finite scales > 0')
     check('generator.kwargs.z_dim', lambda v: isinstance(v, int) and v >= 1, 'an int >= 1')
     check('generator.kwargs.sample_dist', lambda v: v in SAMPLE_DISTS, f'one of {SAMPLE_DISTS}')
     for name in ('h_stddev', 'v_stddev'):
@@ -320,19 +316,6 @@ def validate(config):
     check('camera.fov', lambda v: positive(v) and v < MAX_FOV, f'degrees in (0, {MAX_FOV:g})')
     check('camera.ray_start', positive, 'a finite number > 0')
     check('camera.ray_end', lambda v: positive(v) and v > config['camera']['ray_start'], 'a number > camera.ray_start')
-
-
-def lr_schedule_valid(schedule):
-    """Whether `schedule` is a tuple of (step, scale) pairs, steps ints >= 0 increasing, scales finite > 0."""
-    if not isinstance(schedule, (tuple, list)):
-        return False
-    pairs = [pair for pair in schedule if isinstance(pair, (tuple, list)) and len(pair) == 2]
-    if len(pairs) != len(schedule):
-        return False
-    steps = [step for step, _ in pairs]
-    return (all(isinstance(step, int) and not isinstance(step, bool) and step >= 0 for step in steps)
-            and steps == sorted(set(steps))
-            and all(isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0 for _, scale in pairs))
 
 
 def apply_overrides(config, assignments):

@@ -15,7 +15,7 @@ from checkpoints import checkpoint
 from discriminators import build_discriminator
 from generators import build_generator
 from training import GramLoss, TrainingError, training_loop
-from training.loop import ProgressLog, lr_scale, take_optimizer_step
+from training.loop import ProgressLog, take_optimizer_step
 
 SEED = 3
 
@@ -264,47 +264,6 @@ def test_fp16_loss_scaling_on_cpu_skips_overflows_and_lowers_the_scale():
     assert take_optimizer_step(optimizer, list(module.parameters()), out, scaler, grad_clip=1.0)
     scaler.update()
     assert not torch.equal(module.weight, before[0])                              # training goes on
-
-
-def test_lr_scale_follows_the_last_started_entry():
-    schedule = ((3, 0.5), (6, 0.25))
-    assert [lr_scale(schedule, step) for step in range(8)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]
-    assert lr_scale((), 10 ** 6) == 1.0
-
-
-@pytest.mark.parametrize('schedule', ['((3, 0.5), (2, 0.25))', '((3, 0),)', '((-1, 0.5),)', '((3.0, 0.5),)',
-                                      '((3, 0.5, 1),)', '(3, 0.5)', '((3, 1e999),)'])
-def test_bad_lr_schedules_are_refused(schedule):
-    with pytest.raises(ValueError, match='optimizer.lr_schedule'):
-        configs.validate(tiny_config(f'optimizer.lr_schedule={schedule}'))
-
-
-def test_lr_schedule_scales_every_learning_rate_from_its_step_and_resumes_exactly(tmp_path, capsys):
-    data = write_tiny_dataset(str(tmp_path / 'data'))
-    settings = dict(data_dir=data, log_interval=100, num_workers=0, sample_interval=2, model_save_interval=2)
-    config = tiny_config('optimizer.lr_schedule=((3, 0.5),)')
-    configs.validate(config)
-    training_loop(config, str(tmp_path / 'whole'), torch.device('cpu'), max_steps=4, **settings)
-    assert 'step 3: learning rates at 0.5x' in capsys.readouterr().out
-    training_loop(config, str(tmp_path / 'resumed'), torch.device('cpu'), max_steps=2, **settings)
-    training_loop(config, str(tmp_path / 'resumed'), torch.device('cpu'), max_steps=4,
-                  load_dir=str(tmp_path / 'resumed'), **settings)
-    training_loop(tiny_config(), str(tmp_path / 'constant'), torch.device('cpu'), max_steps=4, **settings)
-
-    def load(run, step):
-        return torch.load(tmp_path / run / 'checkpoints' / f'step_{step:07d}.pt', weights_only=True)
-
-    def lrs(state):
-        return [group['lr'] for name in ('optimizer_G', 'optimizer_D') for group in state[name]['param_groups']]
-
-    base = lrs(load('constant', 4))
-    assert len(base) >= 3 and len(set(base)) >= 2                            # G's groups and D's
-    assert lrs(load('resumed', 2)) == base                                   # steps 0-1 at the config's rates
-    assert lrs(load('whole', 4)) == lrs(load('resumed', 4)) == [lr * 0.5 for lr in base]
-    whole, resumed, constant = load('whole', 4), load('resumed', 4), load('constant', 4)
-    for key, value in whole['generator'].items():
-        assert torch.equal(resumed['generator'][key], value), key
-    assert any(not torch.equal(constant['generator'][key], value) for key, value in whole['generator'].items())
 
 
 def test_fp16_training_on_cpu_resumes_its_loss_scale(tmp_path):

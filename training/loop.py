@@ -18,7 +18,6 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from checkpoints import checkpoint
-from configs import OPTIONAL_DEFAULTS
 from datasets import begin_epoch, build_dataloader, build_dataset
 from discriminators import build_discriminator
 from generators import build_generator
@@ -100,9 +99,6 @@ def training_loop(
     opt = config['optimizer']
     grad_clip = opt['grad_clip']
     optimizer_G, optimizer_D = build_optimizers(generator, discriminator, opt)
-    lr_schedule = opt.get('lr_schedule', OPTIONAL_DEFAULTS['optimizer.lr_schedule'])
-    base_lrs = {optimizer: [group['lr'] for group in optimizer.param_groups] for optimizer in (optimizer_G, optimizer_D)}
-    lr_scale_in_use = None  # set before the first iteration
     dtype = PRECISIONS[precision]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # identity unless fp16
 
@@ -207,15 +203,6 @@ def training_loop(
                     rng_state = None
                 for real_img, real_pos in batches:
                     real_img, real_pos = real_img.to(device), real_pos.to(device)
-                    scale = lr_scale(lr_schedule, step)
-                    if scale != lr_scale_in_use:
-                        for optimizer, lrs in base_lrs.items():
-                            for group, lr in zip(optimizer.param_groups, lrs):
-                                group['lr'] = lr * scale
-                        if lr_scale_in_use is not None or scale != 1.0:
-                            progress.write(f"step {step}: learning rates at {scale:g}x the config's "
-                                           f"(optimizer.lr_schedule)")
-                        lr_scale_in_use = scale
                     if scaler.get_scale() < 1:  # a collapsed loss scale restarts at 1 (released rule)
                         scaler.update(1.0)
 
@@ -295,16 +282,6 @@ def write_run_files(output_dir, config, run_options):
                       os.path.join(output_dir, 'config.json'))
     if run_options is not None:
         atomic_write_text(json.dumps(run_options, indent=2) + '\n', os.path.join(output_dir, 'args.json'))
-
-
-def lr_scale(schedule, step):
-    """Factor on every learning rate for iteration `step` (0-based): the scale of the last
-    (start, scale) entry of `schedule` with start <= step; 1 before the first."""
-    scale = 1.0
-    for start, value in schedule:
-        if step >= start:
-            scale = value
-    return scale
 
 
 def build_optimizers(generator, discriminator, optimizer_config):
