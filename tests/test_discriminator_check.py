@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import torch.nn.functional as F
 from helpers import ROOT, write_tiny_dataset
 
@@ -75,6 +76,24 @@ def side(mean, loss):
 def test_reading(training, heldout, generated, start):
     summary = {'training': training, 'heldout': heldout, 'generated': generated}
     assert discriminator_check.reading(summary).startswith(start)
+
+
+def test_batches_must_fill_the_minibatch_std_groups(run_dir, capsys):
+    output_dir, data_dir = run_dir
+    state_path, state = discriminator_check.find_latest_checkpoint(output_dir)
+    assert state['config']['discriminator']['kwargs'].get('minibatch_std_group', 0) == 0  # TINY_test: off
+    grouped = os.path.join(os.path.dirname(state_path), 'grouped', 'step_0000002.pt')
+    os.makedirs(os.path.dirname(grouped), exist_ok=True)
+    state['config']['discriminator']['kwargs']['minibatch_std_group'] = 2
+    config = discriminator_check.config_from_checkpoint(state['config'])
+    state['discriminator'] = discriminator_check.build_discriminator(config).state_dict()  # one more channel
+    torch.save(state, grouped)
+    arguments = ['--load_dir', grouped, '--data_dir', data_dir, '--heldout_dir', data_dir, '--device', 'cpu']
+    assert discriminator_check.main([*arguments, '--num_images', '3', '--batch_size', '2']) == 1
+    assert 'multiples of 2, the discriminator' in capsys.readouterr().err
+    summary = discriminator_check.run(discriminator_check.parse_args([*arguments, '--num_images', '4',
+                                                                      '--batch_size', '2']))
+    assert summary['training'] == summary['heldout']
 
 
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys):

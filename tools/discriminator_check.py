@@ -106,6 +106,10 @@ def run(args):
     device = resolve_device(args.device)
     path, state = find_latest_checkpoint(args.load_dir)
     config = config_from_checkpoint(state['config'])
+    group = config['discriminator'].get('kwargs', {}).get('minibatch_std_group', 0)
+    if group and (args.num_images % group or args.batch_size % group):
+        raise ValueError(f"--num_images and --batch_size must be multiples of {group}, the discriminator's "
+                         f"minibatch-std group (got {args.num_images} and {args.batch_size})")
     data_config = copy.deepcopy(config)
     data_config['dataset'].setdefault('kwargs', {})['real_pos'] = False  # scores need no poses
     folders = {'training': build_dataset(data_config, args.data_dir),
